@@ -1,0 +1,76 @@
+"""librdkafka configuration for the project's producers and consumers.
+
+The delivery guarantees live here, in one place: idempotent producers with
+acks=all, consumers that never auto-commit (each service commits explicitly, only
+after its outputs are acknowledged). Operator properties from ``[kafka.client]``
+(SASL, SSL, timeouts) are layered on top, except the few that would break those
+guarantees.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.settings import KafkaSettings
+
+# Properties an operator may not override: they are the at-least-once contract.
+_PRODUCER_FIXED = {"acks": "all", "enable.idempotence": True}
+_CONSUMER_FIXED = {"enable.auto.commit": False, "enable.auto.offset.store": False}
+
+# Consumer-only and producer-only keys in [kafka.client] are routed to the right
+# client, so one section can hold both without librdkafka warnings.
+_CONSUMER_ONLY_PREFIXES = (
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+    "fetch.",
+    "group.",
+    "partition.assignment.strategy",
+    "isolation.level",
+    "queued.",
+)
+_PRODUCER_ONLY_PREFIXES = (
+    "linger.ms",
+    "batch.",
+    "compression.",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queue.buffering.",
+    "retries",
+    "retry.backoff",
+    "max.in.flight",
+    "request.timeout.ms",
+)
+
+
+def _split(conf: dict[str, Any], drop: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in conf.items() if not k.startswith(drop)}
+
+
+def producer_config(kafka: KafkaSettings, client_id: str, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "client.id": client_id,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        # A record not delivered within this time fails its delivery report, and the
+        # caller hands the input back (nack / no commit) instead of waiting forever.
+        "message.timeout.ms": 60_000,
+    }
+    conf.update(_split(kafka.client_config(), _CONSUMER_ONLY_PREFIXES))
+    conf.update(extra)
+    conf.update(_PRODUCER_FIXED)
+    return conf
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "group.id": group_id,
+        "client.id": client_id,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+    }
+    conf.update(_split(kafka.client_config(), _PRODUCER_ONLY_PREFIXES))
+    conf.update(extra)
+    conf.update(_CONSUMER_FIXED)
+    return conf

@@ -1,0 +1,61 @@
+"""Shared fixtures: the real local services, and per-test names so tests never see
+each other's topics, queues or databases."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devtools import services as dev_services
+from edge.settings import AmqpSettings, InfluxSettings, KafkaSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PATH = ROOT / "sample" / "sample.json"
+
+# Consumer-group joins on tansu take the session timeout; keep it short in tests.
+TEST_KAFKA_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+@pytest.fixture(scope="session")
+def sample_bytes() -> bytes:
+    return SAMPLE_PATH.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def local_services():
+    """RabbitMQ, InfluxDB and tansu up and ready (started if they are not)."""
+    dev_services.up()
+    return {
+        "amqp": AmqpSettings(),
+        "kafka": KafkaSettings(),
+        "influxdb": InfluxSettings(),
+    }
+
+
+@pytest.fixture
+def names():
+    """Unique names for this test's queue, topic prefix and InfluxDB database."""
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "queue": f"test.telemetry.{tag}",
+        "prefix": f"t{tag}",
+        "database": f"t{tag}",
+        "tag": tag,
+    }
+
+
+@pytest.fixture
+def edge_env(local_services, names, tmp_path) -> dict[str, str]:
+    """Environment for ``edge`` child processes pointing at this test's names."""
+    return {
+        "EDGE_AMQP__QUEUE": names["queue"],
+        "EDGE_KAFKA__TOPIC_PREFIX": names["prefix"],
+        "EDGE_KAFKA__CLIENT": json.dumps(TEST_KAFKA_CLIENT),
+        "EDGE_INFLUXDB__DATABASE": names["database"],
+        "EDGE_ARCHIVE__DIRECTORY": str(tmp_path / "archive"),
+        "EDGE_LOG__FORMAT": "json",
+        "EDGE_CONFIG": "",
+    }
