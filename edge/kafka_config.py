@@ -74,3 +74,11 @@ def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, **extra
     conf.update(extra)
     conf.update(_CONSUMER_FIXED)
     return conf
+
+
+def admin_config(kafka: KafkaSettings, client_id: str, **extra: Any) -> dict[str, Any]:
+    """Operator properties (SASL, SSL...) without the producer- or consumer-only ones."""
+    conf: dict[str, Any] = {"client.id": client_id}
+    conf.update(_split(kafka.client_config(), _CONSUMER_ONLY_PREFIXES + _PRODUCER_ONLY_PREFIXES))
+    conf.update(extra)
+    return conf
