@@ -188,10 +188,21 @@ def resolve_config_path(config_path: str | Path | None) -> Path | None:
 
 
 class BridgeOptions(_Section):
+    # AMQP prefetch: the most deliveries not yet acked, i.e. waiting for Kafka.
     prefetch: int = 1000
-    # Most AMQP deliveries awaiting their Kafka delivery report at once.
+    # Most records in the producer's local queue (also bounds the leftovers of a
+    # lost channel still awaiting their delivery report).
     max_in_flight: int = 5000
+    # Backoff after a lost RabbitMQ connection or a failed Kafka delivery:
+    # doubles from reconnect_initial_backoff_s up to reconnect_max_backoff_s.
+    reconnect_initial_backoff_s: float = 0.5
     reconnect_max_backoff_s: float = 30.0
+    # Largest AMQP body the producer accepts (librdkafka message.max.bytes); the
+    # Kafka broker's own limit (message.max.bytes / max.message.bytes) applies too.
+    max_message_bytes: int = 16 * 1024 * 1024
+    # On SIGTERM: how long to wait for outstanding delivery reports before the
+    # rest is handed back to RabbitMQ (must stay well under systemd's stop timeout).
+    shutdown_flush_s: float = 5.0
 
 
 class ParserOptions(_Section):
@@ -214,18 +225,40 @@ class SinkOptions(_Section):
 
 
 class ArchiveOptions(_Section):
+    # Local archive: the hive layout lives here whether or not S3 is configured;
+    # ``edge query --local`` reads it.
     directory: str = "var/archive"
+    # Points older than this are archived (``--older-than`` overrides it).
     older_than_days: float = 30.0
+    # Rows per InfluxDB response chunk and per Parquet row group: bounds memory.
     chunk_rows: int = 50_000
+    # zstd level for the Parquet pages (1..22).
+    zstd_level: int = 9
+    # With S3 configured: delete each verified window from InfluxDB (``--keep``
+    # overrides). Without S3 the local archive alone never leads to a delete unless
+    # ``delete_without_s3`` is true (or ``--delete`` is given).
     delete_after_verify: bool = True
+    delete_without_s3: bool = False
 
 
 class S3Settings(_Section):
+    # No bucket: the archive stays on local disk only.
     bucket: str | None = None
     prefix: str = "archive/"
     region: str = "us-east-1"
+    # Set for a local moto_server or another S3-compatible endpoint; None = AWS.
     endpoint_url: str | None = None
+    # Files above this size are uploaded in parts of ``multipart_chunk_mb``.
     multipart_threshold_mb: int = 64
+    multipart_chunk_mb: int = 16
+    # Credentials come from the standard boto3 chain (env, profile, instance role).
+    profile: str | None = None
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix as a key fragment: no leading slash, one trailing slash."""
+        p = self.prefix.strip("/")
+        return f"{p}/" if p else ""
 
 
 class AthenaSettings(_Section):

@@ -1,0 +1,75 @@
+"""SQL over the local archive with DuckDB, in the shape one runs in Athena.
+
+Each measurement directory of the archive becomes a view named after it, over
+``<measurement>/**/*.parquet`` with hive partitioning on, so
+``SELECT count(*) FROM field6 WHERE site_id = '000001' AND "date" = '2023-07-01'``
+reads the same here as in Athena. Partition values stay strings (``site_id``
+``000001`` is not the number 1), as in the Glue catalog. Files of one measurement
+are unioned by column name (schema drift: a field added later is NULL before).
+Timestamps are shown in UTC. The result is CSV text with a header row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import duckdb
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def measurement_dirs(archive_dir: str | Path) -> list[Path]:
+    root = Path(archive_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")) and any(d.rglob("*.parquet"))
+    )
+
+
+def connect(archive_dir: str | Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per archived measurement."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    for d in measurement_dirs(archive_dir):
+        pattern = str(d / "**" / "*.parquet")
+        con.execute(
+            f"CREATE VIEW {_quote_ident(d.name)} AS SELECT * FROM read_parquet("
+            f"{_quote_str(pattern)}, hive_partitioning = true, hive_types_autocast = false,"
+            " union_by_name = true)"
+        )
+    return con
+
+
+def _cell(value) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    return value
+
+
+def run_local_sql(sql: str, archive_dir: str) -> str:
+    """Run ``sql`` over the archive under ``archive_dir``; the result as CSV text."""
+    con = connect(archive_dir)
+    try:
+        cur = con.execute(sql)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if cur.description:
+            writer.writerow([c[0] for c in cur.description])
+            while rows := cur.fetchmany(10_000):
+                writer.writerows([_cell(v) for v in row] for row in rows)
+        return out.getvalue()
+    finally:
+        con.close()
