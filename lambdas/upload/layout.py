@@ -1,6 +1,9 @@
 """Where an archive object sits: ``<prefix><measurement>/site_id=<s>/date=<YYYY-MM-DD>/<file>.parquet``.
 
-Pure: a key in, its measurement/site/date out, or the reason it is outside the layout.
+Path segments are Hive-escaped by the archiver (``%2F`` for ``/`` and so on), as Hive
+does: the catalog holds the unescaped values, the locations keep the segments as
+they are in the key. Pure: a key in, its measurement/site/date out, or the reason it
+is outside the layout.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 # Athena/Glue table names: lower-case letters, digits, underscore.
 TABLE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
@@ -24,10 +28,18 @@ class OutsideLayout(ValueError):
 @dataclass(frozen=True)
 class ArchiveObject:
     prefix: str
-    measurement: str
-    site_id: str
+    measurement_segment: str  # as in the key (Hive-escaped)
+    site_segment: str  # as in the key (Hive-escaped)
     date: str
     file: str
+
+    @property
+    def measurement(self) -> str:
+        return unquote(self.measurement_segment)
+
+    @property
+    def site_id(self) -> str:
+        return unquote(self.site_segment)
 
     @property
     def table_name(self) -> str:
@@ -38,10 +50,10 @@ class ArchiveObject:
         return [self.site_id, self.date]
 
     def table_location(self, bucket: str) -> str:
-        return f"s3://{bucket}/{self.prefix}{self.measurement}/"
+        return f"s3://{bucket}/{self.prefix}{self.measurement_segment}/"
 
     def partition_location(self, bucket: str) -> str:
-        return f"{self.table_location(bucket)}site_id={self.site_id}/date={self.date}/"
+        return f"{self.table_location(bucket)}site_id={self.site_segment}/date={self.date}/"
 
 
 def parse_key(key: str, prefix: str = "archive/") -> ArchiveObject:
@@ -52,7 +64,7 @@ def parse_key(key: str, prefix: str = "archive/") -> ArchiveObject:
     if not match:
         raise OutsideLayout("key does not match <measurement>/site_id=<s>/date=<YYYY-MM-DD>/<file>.parquet")
     parts = match.groupdict()
-    if not TABLE_NAME.match(parts["measurement"].lower()):
+    if not TABLE_NAME.match(unquote(parts["measurement"]).lower()):
         raise OutsideLayout("measurement name is not a valid table name (letters, digits, underscore)")
     try:
         day = dt.date.fromisoformat(parts["date"])
