@@ -215,13 +215,25 @@ class ParserOptions(_Section):
 
 class SinkOptions(_Section):
     group_id: str = "edge-sink"
+    # One /write request holds at most this many lines and bytes; a batch is also
+    # written once its oldest line has waited batch_max_age_s.
     batch_max_lines: int = 5000
     batch_max_bytes: int = 4_000_000
     batch_max_age_s: float = 1.0
+    # Capped exponential backoff (jittered) while InfluxDB is unavailable.
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
-    # Buffered lines across all partitions before partitions are paused.
+    # Records held across all partitions before fetching is paused (memory bound).
     max_buffered_lines: int = 50_000
+    max_buffered_bytes: int = 64_000_000
+    connect_timeout_s: float = 3.0
+    # Duration of influxdb.retention_policy when the sink creates it (with
+    # influxdb.create_database); an existing policy is left as it is.
+    retention_duration: str = "INF"
+    # Wait for the DLQ to acknowledge records before their offsets are committed.
+    dlq_timeout_s: float = 10.0
+    # On SIGTERM/SIGINT: time to write what is held before committing and exiting.
+    shutdown_flush_s: float = 5.0
 
 
 class ArchiveOptions(_Section):
