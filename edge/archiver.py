@@ -1,15 +1,20 @@
 """``edge archive``: InfluxDB -> Parquet -> S3 (or local disk), then bounded retention.
 
-Work is done one window (one UTC day of one measurement for one site) at a time, in
-this order, and a step runs only when the one before it succeeded:
+Work is done one window (one UTC day of one measurement for one site) at a time:
 
 1. count the window's values in InfluxDB (per field) and read its manifest;
 2. export it in chunks (``SELECT *``, streamed) into
    ``<archive dir>/<measurement>/site_id=<s>/date=<d>/part-NNNNN.parquet``;
 3. upload it to ``s3://<bucket>/<prefix><same key>`` with a SHA-256 checksum;
 4. verify: object present, size and checksums, and the file's value counts equal
-   InfluxDB's counts *now*; write the manifest next to the data;
-5. seal the part in the manifest, ``DELETE`` exactly that window, mark it deleted.
+   InfluxDB's; write the manifest (rows, min/max time, checksums, columns) next to
+   the data.
+
+Then, once every window of the run is archived, and only if the store never failed
+during the run (S3 down: nothing is deleted, everything is retried next run), for
+each verified window: count again (points that arrived since the export stop the
+delete), seal the part in the manifest, ``DELETE`` exactly that window
+(``site_id`` tag and ``time >= a AND time < b``), mark it deleted.
 
 A run killed anywhere resumes with the next run: an upload that was verified is
 not repeated, a delete that did not happen is done, a half-written file is never
@@ -220,26 +225,28 @@ class Archiver:
 
     def decide(self, window: plan.Window) -> tuple[plan.Decision, dict[str, int], dict | None]:
         counts = self.source.window_counts(window)
-        manifest = self.store.get_json(window.manifest_key)
-        parts = (manifest or {}).get("parts", [])
-        stored_ok = False
-        if parts and any(counts.values()):
-            last = parts[-1]
-            key = window.part_key(last["index"])
-            stored_ok = self.store.verify(
-                key, FileDigest(last["bytes"], last["sha256"]), self.local.path(key)
-            )
+        with _store_step(window, "read manifest"):
+            manifest = self.store.get_json(window.manifest_key)
+            parts = (manifest or {}).get("parts", [])
+            stored_ok = False
+            if parts and any(counts.values()):
+                last = parts[-1]
+                key = window.part_key(last["index"])
+                stored_ok = self.store.verify(
+                    key, FileDigest(last["bytes"], last["sha256"]), self.local.path(key)
+                )
         return plan.decide(manifest, counts, stored_ok, self.delete), counts, manifest
 
-    def run_window(self, window: plan.Window, summary: ArchiveSummary) -> None:
+    def archive_window(self, window: plan.Window, summary: ArchiveSummary) -> int | None:
+        """Export, write, upload, verify. The part index to delete next, or None."""
         decision, counts, manifest = self.decide(window)
         step = decision.step
         if step is plan.Step.NOTHING:
             summary.unchanged += 1
-            return
+            return None
         if step is plan.Step.SKIP:
             summary.skipped += 1
-            return
+            return None
         index = decision.part_index
         key = window.part_key(index)
         if step is plan.Step.EXPORT:
@@ -256,12 +263,13 @@ class Archiver:
             if part.field_counts != counts:
                 # Points came or went while exporting: the next run exports again.
                 raise WindowFailed(f"{window.label()}: counts changed during export")
-            self.store.put_file(key, part.path, part.digest)
-            if not self.store.verify(key, part.digest, part.path):
-                raise WindowFailed(f"{window.label()}: {self.store.url(key)} failed verification")
             record = part_record(index, key, self.store.url(key), part)
             manifest = plan.with_part(manifest, window, record)
-            self.store.put_json(window.manifest_key, manifest)
+            with _store_step(window, "upload"):
+                self.store.put_file(key, part.path, part.digest)
+                if not self.store.verify(key, part.digest, part.path):
+                    raise StoreFailed(f"{window.label()}: {self.store.url(key)} failed verification")
+                self.store.put_json(window.manifest_key, manifest)
             if self.store is not self.local:
                 self.local.put_json(window.manifest_key, manifest)
             summary.exported += 1
@@ -269,20 +277,44 @@ class Archiver:
             summary.rows += part.rows
             summary.values += sum(part.field_counts.values())
             summary.bytes += part.digest.size
-        if not self.delete:
-            return
-        assert manifest is not None
-        part_counts = manifest["parts"][-1]["field_counts"]
-        if self.source.window_counts(window) != part_counts:
+        return index if self.delete else None
+
+    def delete_window(self, window: plan.Window, index: int, summary: ArchiveSummary) -> None:
+        """Seal the verified part, DELETE exactly the window, mark it deleted."""
+        with _store_step(window, "read manifest"):
+            manifest = self.store.get_json(window.manifest_key)
+        part = next((p for p in (manifest or {}).get("parts", []) if p["index"] == index), None)
+        if part is None:
+            raise WindowFailed(f"{window.label()}: manifest lost part {index}; not deleted")
+        if self.source.window_counts(window) != part["field_counts"]:
             raise WindowFailed(f"{window.label()}: InfluxDB changed since export; not deleted")
         manifest = plan.marked(manifest, index, sealed=True, sealed_at=datetime.now(UTC).isoformat())
-        self.store.put_json(window.manifest_key, manifest)
+        with _store_step(window, "seal"):
+            self.store.put_json(window.manifest_key, manifest)
         self.source.delete(window)
         manifest = plan.marked(manifest, index, deleted=True, deleted_at=datetime.now(UTC).isoformat())
-        self.store.put_json(window.manifest_key, manifest)
+        with _store_step(window, "mark deleted"):
+            self.store.put_json(window.manifest_key, manifest)
         if self.store is not self.local:
             self.local.put_json(window.manifest_key, manifest)
         summary.deleted += 1
+
+
+class StoreFailed(RuntimeError):
+    """The archive store (S3) failed: the run stops and deletes nothing."""
+
+
+class _store_step:
+    def __init__(self, window: plan.Window, what: str):
+        self.window, self.what = window, what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is not None and not isinstance(exc, StoreFailed):
+            raise StoreFailed(f"{self.window.label()}: {self.what}: {type(exc).__name__}: {exc}") from exc
+        return False
 
 
 def _stores(settings: ArchiveSettings, store: ArchiveStore | None) -> tuple[ArchiveStore, LocalStore]:
@@ -362,18 +394,37 @@ def archive(
             return summary
         show_bar = out.isatty() if progress is None else progress
         bar = _progress_bar(len(windows), show_bar)
+        # Phase 1: export, upload and verify every window. A failing store stops
+        # the run and skips phase 2: while S3 misbehaves nothing leaves InfluxDB.
+        to_delete: list[tuple[plan.Window, int]] = []
+        store_down = False
         for w in windows:
             try:
-                archiver.run_window(w, summary)
+                index = archiver.archive_window(w, summary)
+                if index is not None:
+                    to_delete.append((w, index))
                 if not show_bar:
-                    log.info("window done", window=w.label(), rows=summary.rows, bytes=summary.bytes)
+                    log.info("window archived", window=w.label(), rows=summary.rows, bytes=summary.bytes)
+            except StoreFailed as exc:
+                _failed(summary, log, w, exc)
+                store_down = True
+                break
             except Exception as exc:  # one bad window never stops the others
-                summary.failed += 1
-                summary.failures.append(f"{w.label()}: {exc}")
-                log.error("window failed", window=w.label(), error=str(exc), error_type=type(exc).__name__)
+                _failed(summary, log, w, exc)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(rows=summary.rows, MB=round(summary.bytes / 1e6, 1), refresh=False)
+        # Phase 2: bounded retention, window by window.
+        if store_down and to_delete:
+            log.warning("archive store failed: nothing deleted in this run", pending=len(to_delete))
+        for w, index in [] if store_down else to_delete:
+            try:
+                archiver.delete_window(w, index, summary)
+            except StoreFailed as exc:
+                _failed(summary, log, w, exc)
+                break
+            except Exception as exc:
+                _failed(summary, log, w, exc)
         if bar is not None:
             bar.close()
     finally:
@@ -381,6 +432,12 @@ def archive(
         summary.seconds = time.monotonic() - began
     log.info("archive finished", **{k: v for k, v in vars(summary).items() if k != "failures"})
     return summary
+
+
+def _failed(summary: ArchiveSummary, log, window: plan.Window, exc: Exception) -> None:
+    summary.failed += 1
+    summary.failures.append(f"{window.label()}: {exc}")
+    log.error("window failed", window=window.label(), error=str(exc), error_type=type(exc).__name__)
 
 
 def _progress_bar(total: int, enabled: bool):
