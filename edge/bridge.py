@@ -1,0 +1,315 @@
+"""``edge bridge``: RabbitMQ queue -> Kafka ``<prefix>.raw``, at least once.
+
+- Value: the AMQP body, byte for byte. The bridge never parses it.
+- Headers: the AMQP metadata (``edge.amqp_headers`` lists the names).
+- Key: none. The only key available without parsing is the routing key, and a
+  gateway publishes every site's ticks with the same one, so keying by it would put
+  the whole feed on one partition and stop the parser from scaling out. Without a
+  key librdkafka spreads records over the partitions; nothing downstream needs
+  per-site order (a point is identified by series and time, so InfluxDB does not
+  care in which order they arrive).
+- Acks: a delivery is acked to RabbitMQ only after Kafka acknowledged its record
+  (acks=all, idempotent producer: ``edge.kafka_config``); ``edge.amqp_acks``
+  decides what can be acked (contiguous successes with one multiple ack), nacked
+  (requeue) or rejected (a record Kafka refuses for good, e.g. too large: the
+  queue's dead-letter exchange takes it when one is configured).
+- Back-pressure: the AMQP prefetch bounds the deliveries waiting for Kafka. When
+  Kafka is unreachable nothing is acked, so at most ``prefetch`` messages are in
+  the bridge and the rest waits in RabbitMQ; a delivery that fails (after
+  ``message.timeout.ms``) is requeued and consuming pauses with a capped backoff.
+- RabbitMQ connection lost: reconnect with capped exponential backoff. Delivery
+  tags are per channel, so the old channel's pending reports are ignored (the
+  broker redelivers those messages; duplicates are harmless downstream).
+- SIGTERM/SIGINT: stop consuming, flush the producer for at most
+  ``shutdown_flush_s``, ack what was delivered, close (the broker requeues the
+  rest), exit 0.
+
+Logs: one line per state change. Counters: the prometheus_client objects below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import time
+from functools import partial
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from prometheus_client import Counter, Gauge
+
+from edge import amqp_client, logs
+from edge.amqp_acks import AckTracker
+from edge.amqp_headers import kafka_headers
+from edge.kafka_config import producer_config
+from edge.lifecycle import StopSignal
+from edge.settings import BridgeSettings
+
+CLIENT_NAME = "edge-bridge"
+LOOP_INTERVAL_S = 0.05
+
+CONSUMED = Counter("edge_bridge_consumed", "AMQP deliveries received")
+PRODUCED = Counter("edge_bridge_produced", "records Kafka acknowledged")
+ACKED = Counter("edge_bridge_acked", "AMQP deliveries acked after Kafka acknowledged them")
+NACKED = Counter("edge_bridge_nacked", "AMQP deliveries handed back to RabbitMQ (requeued)")
+REJECTED = Counter("edge_bridge_rejected", "AMQP deliveries Kafka refused for good (rejected, not requeued)")
+RECONNECTS = Counter("edge_bridge_reconnects", "RabbitMQ reconnections")
+IN_FLIGHT = Gauge("edge_bridge_in_flight", "deliveries waiting for their Kafka delivery report")
+
+# Delivery errors no retry can fix: the record itself is unacceptable.
+_PERMANENT_ERRORS = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+}
+# Errors that mean "no broker reachable".
+_UNREACHABLE_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+
+
+class Backoff:
+    """Capped exponential delay with jitter, reset after a success.
+
+    A dozen lines instead of tenacity: the bridge's retry loop outlives any single
+    attempt (a connection that worked for hours and then dropped starts again
+    from the initial delay) and its sleeps must end on SIGTERM, which is simply
+    ``stop.wait(backoff.next())`` here.
+    """
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.initial * (2**self.attempt))
+        self.attempt += 1
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Bridge:
+    def __init__(self, settings: BridgeSettings, stop: StopSignal, log) -> None:
+        self.settings = settings
+        self.options = settings.bridge
+        self.topic = settings.kafka.raw_topic
+        self.stop = stop
+        self.log = log.bind(queue=settings.amqp.queue, topic=self.topic)
+        self.producer = self._new_producer()
+        self.producer_fatal: KafkaError | None = None
+        self.kafka_unreachable = False
+        self.connection = None
+        self.channel = None
+        self.consumer_tag: str | None = None
+        self.tracker = AckTracker()
+        self.tracker.close()
+        self.delivery_backoff = Backoff(self.options.reconnect_initial_backoff_s, self.options.reconnect_max_backoff_s)
+        self.paused_until: float | None = None
+        self.last_delivery_error: str | None = None
+        self.acked_total = 0
+
+    # ------------------------------------------------------------ Kafka side
+
+    def _new_producer(self) -> Producer:
+        conf = producer_config(
+            self.settings.kafka,
+            CLIENT_NAME,
+            **{
+                "message.max.bytes": self.options.max_message_bytes,
+                "queue.buffering.max.messages": max(self.options.max_in_flight, self.options.prefetch),
+            },
+        )
+        conf["error_cb"] = self._on_kafka_error
+        # librdkafka's own log lines are replaced by error_cb's state changes.
+        silent = logging.getLogger("edge.bridge.librdkafka")
+        silent.addHandler(logging.NullHandler())
+        silent.propagate = False
+        conf["logger"] = silent
+        return Producer(conf)
+
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.producer_fatal = err
+        elif err.code() in _UNREACHABLE_ERRORS and not self.kafka_unreachable:
+            self.kafka_unreachable = True
+            self.log.warning("kafka_unreachable", error=err.str())
+
+    def _on_delivery(self, tracker: AckTracker, tag: int, err: KafkaError | None, _msg) -> None:
+        if err is None:
+            PRODUCED.inc()
+            tracker.succeeded(tag)
+            if self.kafka_unreachable:
+                self.kafka_unreachable = False
+                self.log.info("kafka_reachable")
+        elif err.code() in _PERMANENT_ERRORS:
+            tracker.refused(tag)
+        else:
+            tracker.failed(tag)
+            self.last_delivery_error = err.str()
+
+    def _replace_producer(self) -> None:
+        """After a fatal producer error: hand every outstanding delivery back and
+        start a new idempotent producer."""
+        self.log.error("kafka_producer_fatal", error=self.producer_fatal.str() if self.producer_fatal else "")
+        self.producer.purge()
+        self.producer.poll(0)
+        if self.channel is not None and self.channel.is_open and len(self.tracker):
+            NACKED.inc(len(self.tracker))
+            self.channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+        self.tracker.close()
+        if self.channel is not None and self.channel.is_open:
+            self.tracker = AckTracker()
+        self.producer = self._new_producer()
+        self.producer_fatal = None
+        self.log.info("kafka_producer_replaced")
+
+    # ------------------------------------------------------------ AMQP side
+
+    def _connect(self) -> None:
+        amqp = self.settings.amqp
+        self.connection = amqp_client.connect(amqp, CLIENT_NAME)
+        self.channel = self.connection.channel()
+        amqp_client.declare_queue(self.channel, amqp)
+        self.channel.basic_qos(prefetch_count=min(self.options.prefetch, 65535))
+        self.tracker = AckTracker()
+        self._start_consuming()
+        self.log.info("amqp_connected", host=amqp.host, port=amqp.port, prefetch=self.options.prefetch)
+
+    def _start_consuming(self) -> None:
+        self.consumer_tag = self.channel.basic_consume(self.settings.amqp.queue, self._on_message)
+        self.paused_until = None
+
+    def _pause(self) -> None:
+        """A delivery failed: hand back what is not yet produced, wait, resume."""
+        if self.paused_until is not None:
+            return
+        delay = self.delivery_backoff.next()
+        if self.consumer_tag is not None:
+            self.channel.basic_cancel(self.consumer_tag)
+            self.consumer_tag = None
+        self.paused_until = time.monotonic() + delay
+        self.log.warning("consuming_paused", retry_in_s=round(delay, 2), error=self.last_delivery_error)
+
+    def _maybe_resume(self) -> None:
+        if self.paused_until is not None and time.monotonic() >= self.paused_until:
+            self._start_consuming()
+            self.log.info("consuming_resumed")
+
+    def _abandon_channel(self) -> None:
+        """The connection is gone: its unacked deliveries are the broker's again."""
+        self.tracker.close()
+        self.consumer_tag = None
+        self.paused_until = None
+        if self.connection is not None and self.connection.is_open:
+            try:
+                self.connection.close()
+            except Exception:  # already broken; nothing left to hand back
+                pass
+        self.connection = self.channel = None
+
+    def _on_message(self, _channel, method, properties, body: bytes) -> None:
+        CONSUMED.inc()
+        tag = method.delivery_tag
+        tracker = self.tracker
+        tracker.delivered(tag)
+        headers = kafka_headers(method, properties)
+        on_delivery = partial(self._on_delivery, tracker, tag)
+        while True:
+            try:
+                self.producer.produce(self.topic, value=body, headers=headers, on_delivery=on_delivery)
+                return
+            except BufferError:  # local queue full: let delivery reports drain it
+                self.producer.poll(0.1)
+                if self.stop.is_set() or self.producer_fatal is not None:
+                    tracker.failed(tag)
+                    return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() in _PERMANENT_ERRORS:
+                    tracker.refused(tag)
+                else:
+                    tracker.failed(tag)
+                return
+
+    def _settle(self) -> None:
+        settlement = self.tracker.settle()
+        if settlement:
+            for tag in settlement.reject:
+                self.channel.basic_reject(delivery_tag=tag, requeue=False)
+                self.log.error("message_rejected", delivery_tag=tag, reason="kafka refused the record for good")
+            for tag in settlement.nack:
+                self.channel.basic_nack(delivery_tag=tag, multiple=False, requeue=True)
+            if settlement.ack_upto is not None:
+                self.channel.basic_ack(delivery_tag=settlement.ack_upto, multiple=True)
+                self.delivery_backoff.reset()
+            ACKED.inc(settlement.acked)
+            self.acked_total += settlement.acked
+            NACKED.inc(len(settlement.nack))
+            REJECTED.inc(len(settlement.reject))
+            if settlement.nack:
+                self._pause()
+        IN_FLIGHT.set(len(self.tracker))
+
+    # ------------------------------------------------------------ loop
+
+    def _consume(self) -> None:
+        while not self.stop.is_set():
+            self._maybe_resume()
+            self.connection.process_data_events(time_limit=LOOP_INTERVAL_S)
+            self.producer.poll(0)
+            if self.producer_fatal is not None:
+                self._replace_producer()
+            self._settle()
+
+    def run(self) -> int:
+        backoff = Backoff(self.options.reconnect_initial_backoff_s, self.options.reconnect_max_backoff_s)
+        connected_before = False
+        while not self.stop.is_set():
+            try:
+                self._connect()
+                if connected_before:
+                    RECONNECTS.inc()
+                connected_before = True
+                backoff.reset()
+                self._consume()
+            except amqp_client.CONNECTION_ERRORS as exc:
+                self._abandon_channel()
+                delay = backoff.next()
+                self.log.warning("amqp_disconnected", error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
+                self.stop.wait(delay)
+        self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        self.log.info("stopping", signal=self.stop.signal_name)
+        deadline = time.monotonic() + self.options.shutdown_flush_s
+        channel_ok = self.channel is not None and self.channel.is_open
+        try:
+            if channel_ok and self.consumer_tag is not None:
+                self.channel.basic_cancel(self.consumer_tag)
+                self.consumer_tag = None
+            while len(self.producer) and time.monotonic() < deadline:
+                self.producer.flush(max(0.0, min(0.5, deadline - time.monotonic())))
+            self.producer.poll(0)
+            if channel_ok:
+                self._settle()
+        except amqp_client.CONNECTION_ERRORS as exc:
+            self.log.warning("amqp_lost_while_stopping", error=f"{type(exc).__name__}: {exc}")
+        unsettled = len(self.tracker)
+        # Whatever Kafka has not confirmed goes back to RabbitMQ with the channel.
+        self.producer.purge()
+        self.producer.poll(0)
+        self._abandon_channel()
+        self.log.info("stopped", handed_back=unsettled, acked=self.acked_total)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = BridgeSettings.load(args.config)
+    log = logs.configure(settings.log, "bridge")
+    stop = StopSignal().install()
+    log.info("starting", queue=settings.amqp.queue, topic=settings.kafka.raw_topic, bootstrap=settings.kafka.bootstrap_servers)
+    return Bridge(settings, stop, log).run()
