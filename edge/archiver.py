@@ -400,11 +400,17 @@ def archive(
         store_down = False
         for w in windows:
             try:
+                exported, skipped = summary.exported, summary.skipped
                 index = archiver.archive_window(w, summary)
                 if index is not None:
                     to_delete.append((w, index))
                 if not show_bar:
-                    log.info("window archived", window=w.label(), rows=summary.rows, bytes=summary.bytes)
+                    outcome = (
+                        "exported" if summary.exported > exported
+                        else "already archived" if summary.skipped > skipped or index is not None
+                        else "nothing in InfluxDB"
+                    )
+                    log.info("window", window=w.label(), outcome=outcome, rows_total=summary.rows, bytes_total=summary.bytes)
             except StoreFailed as exc:
                 _failed(summary, log, w, exc)
                 store_down = True
