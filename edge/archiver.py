@@ -94,6 +94,7 @@ def write_window(
     target: Path,
     chunk_rows: int,
     zstd_level: int,
+    row_group_rows: int = 131_072,
 ) -> WrittenPart:
     """Stream the window from InfluxDB into ``target`` (atomically), chunk by chunk."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,8 @@ def write_window(
     writer: pq.ParquetWriter | None = None
     arrow_schema: pa.Schema | None = None
     rows = 0
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
     counts: dict[str, int] = {}
     min_t = max_t = None
     try:
@@ -121,7 +124,12 @@ def write_window(
                     allow_truncated_timestamps=False,
                 )
             batch = schema.record_batch(columns, values, arrow_schema)
-            writer.write_batch(batch, row_group_size=max(chunk_rows, len(values)))
+            del values
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if pending_rows >= row_group_rows:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                pending, pending_rows = [], 0
             rows += batch.num_rows
             for name, n in schema.non_null_counts(batch).items():
                 if name in fields:
@@ -132,6 +140,9 @@ def write_window(
             max_t = hi if max_t is None else max(max_t, hi)
         if writer is None:
             raise WindowFailed(f"{window.label()}: InfluxDB returned no points")
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+            pending = []
         writer.close()
         writer = None
         os.replace(tmp, target)
@@ -259,6 +270,7 @@ class Archiver:
                 self.local.path(key),
                 self.settings.archive.chunk_rows,
                 self.settings.archive.zstd_level,
+                self.settings.archive.row_group_rows,
             )
             if part.field_counts != counts:
                 # Points came or went while exporting: the next run exports again.

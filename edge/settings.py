@@ -242,8 +242,10 @@ class ArchiveOptions(_Section):
     directory: str = "var/archive"
     # Points older than this are archived (``--older-than`` overrides it).
     older_than_days: float = 30.0
-    # Rows per InfluxDB response chunk and per Parquet row group: bounds memory.
-    chunk_rows: int = 50_000
+    # Rows per InfluxDB response chunk (decoded as Python objects: bounds memory)
+    # and rows per Parquet row group (columnar, buffered until written).
+    chunk_rows: int = 10_000
+    row_group_rows: int = 131_072
     # zstd level for the Parquet pages (1..22).
     zstd_level: int = 9
     # With S3 configured: delete each verified window from InfluxDB (``--keep``

@@ -1,0 +1,166 @@
+"""Archive benchmark: real pilot telemetry through InfluxDB -> Parquet.
+
+Loads ``bench/data/field6-evcharger-service1.parquet`` (the pilot's own snappy
+Parquet: 359,258 rows x 30 values, 2023-06-29 .. 2023-07-05) into its own InfluxDB
+database as ``field6`` points (every value a float, as the parser emits), then runs
+the archive in child processes, one for the busiest single day and one for all
+days, and prints:
+
+- field values exported per second (all days; export + Parquet write + verify);
+- archive bytes against the input file's bytes;
+- peak RSS of the 1-day run and of the all-days run (memory must not grow with the
+  window: data is streamed in chunks of ``archive.chunk_rows``).
+
+Targets: >= 1,000,000 values/s; output <= 0.7x input; peak RSS <= 300 MB and flat
+(all days within 30 MB of one day). Exits 1 when a target is missed.
+Needs the local InfluxDB (``make services-up``). ``--keep`` so both runs read the
+same data; the delete itself is covered by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / "bench" / "data" / "field6-evcharger-service1.parquet"
+TAGS = "device=EV\\ Charger\\ 1,service_id=1,site_id=000001"
+
+
+def influx_url() -> str:
+    from edge.settings import InfluxSettings
+
+    return InfluxSettings().url
+
+
+def load(db: str) -> int:
+    """The file's rows as field6 points; returns the number of field values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import requests
+
+    url = influx_url()
+    requests.post(f"{url}/query", params={"q": f'CREATE DATABASE "{db}"'}).raise_for_status()
+    table = pq.read_table(DATA)
+    seconds = pc.cast(pc.strptime(table["time"], format="%Y-%m-%dT%H:%M:%SZ", unit="s"), pa.int64()).to_pylist()
+    names = [n for n in table.column_names if n != "time"]
+    columns = [pc.cast(table[n], pa.float64()).to_pylist() for n in names]
+    values = 0
+    batch: list[str] = []
+    session = requests.Session()
+
+    def flush() -> None:
+        r = session.post(f"{url}/write", params={"db": db, "precision": "s"}, data="\n".join(batch).encode())
+        r.raise_for_status()
+        batch.clear()
+
+    for i, ts in enumerate(seconds):
+        fields = ",".join(f"{n}={c[i]!r}" for n, c in zip(names, columns) if c[i] is not None)
+        values += fields.count("=")
+        batch.append(f"field6,{TAGS} {fields} {ts}")
+        if len(batch) == 20_000:
+            flush()
+    if batch:
+        flush()
+    return values
+
+
+def child(db: str, start: str, end: str, out_dir: str) -> None:
+    """One archive run; prints its summary and this process's peak RSS as JSON."""
+    from edge.archiver import archive
+    from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+
+    settings = ArchiveSettings(
+        influxdb=InfluxSettings(database=db),
+        archive=ArchiveOptions(directory=out_dir),
+        s3=S3Settings(bucket=None),
+    )
+    began = time.perf_counter()
+    summary = archive(
+        settings,
+        datetime.fromisoformat(start).replace(tzinfo=UTC),
+        datetime.fromisoformat(end).replace(tzinfo=UTC),
+        keep=True,
+        progress=False,
+        log=_quiet_log(),
+    )
+    elapsed = time.perf_counter() - began
+    peak_kb = peak_rss_kb()
+    print(json.dumps({"values": summary.values, "rows": summary.rows, "bytes": summary.bytes,
+                      "failed": summary.failed, "seconds": elapsed, "peak_rss_mb": peak_kb / 1024}))
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak RSS (VmHWM). ``ru_maxrss`` would carry the parent's
+    peak across fork+exec on Linux, and the parent holds the loaded table."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _quiet_log():
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    return structlog.get_logger()
+
+
+def run_child(db: str, start: str, end: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as out_dir:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", db, start, end, out_dir],
+            capture_output=True, text=True, check=False, cwd=ROOT,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"archive child failed:\n{proc.stderr}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    import requests
+
+    db = f"bench_archive_{os.getpid()}"
+    try:
+        t0 = time.perf_counter()
+        loaded = load(db)
+        print(f"loaded {loaded:,} field values into InfluxDB database {db} in {time.perf_counter() - t0:.1f}s")
+        one = run_child(db, "2023-06-30", "2023-07-01")
+        every = run_child(db, "2023-06-29", "2023-07-06")
+    finally:
+        requests.post(f"{influx_url()}/query", params={"q": f'DROP DATABASE "{db}"'})
+    input_bytes = DATA.stat().st_size
+    rate = every["values"] / every["seconds"]
+    ratio = every["bytes"] / input_bytes
+    flat = every["peak_rss_mb"] - one["peak_rss_mb"]
+    checks = {
+        "values/s >= 1,000,000": rate >= 1_000_000,
+        "output <= 0.7x input": ratio <= 0.7,
+        "peak RSS <= 300 MB": max(one["peak_rss_mb"], every["peak_rss_mb"]) <= 300,
+        "peak RSS flat (all days within 30 MB of one day)": flat <= 30,
+        "every value archived": every["values"] == loaded and every["failed"] == 0,
+    }
+    print(f"archive all days: {every['rows']:,} rows, {every['values']:,} values in {every['seconds']:.2f}s"
+          f" = {rate:,.0f} field values/s (export + zstd Parquet + verify)")
+    print(f"archive bytes: {every['bytes']:,} vs input {input_bytes:,} (pilot snappy Parquet) = {ratio:.2f}x")
+    print(f"peak RSS: 1 day ({one['values']:,} values) {one['peak_rss_mb']:.0f} MB;"
+          f" all days ({every['values']:,} values) {every['peak_rss_mb']:.0f} MB; difference {flat:+.0f} MB")
+    for name, ok in checks.items():
+        print(f"  {'ok  ' if ok else 'MISS'} {name}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child(*sys.argv[2:])
+        sys.exit(0)
+    sys.exit(main())
