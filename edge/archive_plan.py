@@ -89,9 +89,15 @@ def archive_range(
 
     The end is rounded down to a day boundary: a day is archived only once all of it
     is older than the cut-off, so a window is never split between two runs. The
-    start is rounded down too (None: from the earliest point).
+    start is rounded down too (None: from the earliest point). An age of 0 means
+    everything up to now, today included (points of today arriving later land in
+    a new part of the day).
     """
-    end_ns = to_ns(end) if end is not None else to_ns(now - timedelta(days=older_than_days))
+    if end is None and older_than_days <= 0:
+        # Age 0 (the demo): everything up to now, today's partial day included.
+        end_ns = to_ns(now) + NS_PER_DAY
+    else:
+        end_ns = to_ns(end) if end is not None else to_ns(now - timedelta(days=older_than_days))
     end_ns -= end_ns % NS_PER_DAY
     start_ns = None
     if start is not None:

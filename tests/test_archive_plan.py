@@ -26,6 +26,7 @@ def test_range_covers_whole_days_only():
     now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
     start, end = plan.archive_range(now, 30, None, None)
     assert start is None and end == plan.day_start_ns(date(2023, 7, 11))
+    assert plan.archive_range(now, 0, None, None) == (None, plan.day_start_ns(date(2023, 8, 11)))
     start, end = plan.archive_range(now, 0, datetime(2023, 7, 1, 12, tzinfo=UTC), datetime(2023, 7, 3, 6, tzinfo=UTC))
     assert (start, end) == (plan.day_start_ns(date(2023, 7, 1)), plan.day_start_ns(date(2023, 7, 3)))
 
