@@ -276,11 +276,22 @@ class S3Settings(_Section):
 
 
 class AthenaSettings(_Section):
+    # The workgroup and Glue database the CDK app creates (its stack outputs).
     workgroup: str = "microgrid"
     database: str = "microgrid"
     region: str = "us-east-1"
+    # Set for a local moto_server; None = AWS. Credentials: the standard boto3 chain.
     endpoint_url: str | None = None
+    profile: str | None = None
+    # Seconds a query may run before ``edge query`` stops it (``--timeout``).
     timeout_s: float = 300.0
+    # Status polling: first wait, doubling up to the longest wait.
+    poll_initial_s: float = 0.25
+    poll_max_s: float = 5.0
+    # Result location sent with each query. Leave unset for the CDK workgroup: it
+    # enforces its own (s3://<bucket>/athena-results/); needed only for a workgroup
+    # without one.
+    output_location: str | None = None
 
 
 class BridgeSettings(_ServiceSettings):
