@@ -29,7 +29,7 @@ bench: services-up
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 synth: venv
-	@npx --yes aws-cdk@2.1033.0 synth --quiet
+	@PATH="$(CURDIR)/.venv/bin:$$PATH" npx --yes aws-cdk@2.1148.1 synth --quiet
 
 clean: services-down
 	rm -rf var cdk.out
