@@ -29,13 +29,15 @@ class PartitionBuffer:
 
     ``records`` holds the consumer's message objects (value, key, headers, offset
     are read only when needed); ``next_offset`` is the offset expected next, so a
-    record fetched a second time (after a pause or a seek) is recognised.
+    record fetched a second time (after a pause or a seek) is recognised. Records
+    being written are not here any more, and come back (at the head) if that fails.
     """
 
     partition: int
     records: list = field(default_factory=list)
     nbytes: int = 0
     next_offset: int = -1
+    oldest_at: float | None = None  # when the oldest record held was fetched
 
 
 def write_due(lines: int, nbytes: int, oldest_at: float | None, now: float, limits: BatchLimits) -> bool:

@@ -146,7 +146,8 @@ def _split_unescaped(text: str, sep: str, *, quotes: bool = False, limit: int = 
 
 
 def _unescape(text: str) -> str:
-    return re.sub(r"\\([,= \\\"])", r"\1", text)
+    # As InfluxDB 1.x reads keys: only comma, space and equals are escaped.
+    return re.sub(r"\\([,= ])", r"\1", text)
 
 
 def value_type(raw: str) -> str:

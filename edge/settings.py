@@ -226,6 +226,9 @@ class SinkOptions(_Section):
     # Records held across all partitions before fetching is paused (memory bound).
     max_buffered_lines: int = 50_000
     max_buffered_bytes: int = 64_000_000
+    # /write requests in flight at once (one per partition at most, so each
+    # partition's commits stay in order); 2 keeps InfluxDB busy on a small server.
+    write_concurrency: int = 2
     connect_timeout_s: float = 3.0
     # Duration of influxdb.retention_policy when the sink creates it (with
     # influxdb.create_database); an existing policy is left as it is.

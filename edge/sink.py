@@ -2,7 +2,9 @@
 
 A consumer group on ``<prefix>.parsed`` (value = one line-protocol line). Records are
 held per partition and written in batches bounded by lines, bytes and age
-(``edge.batch``). After a batch:
+(``edge.batch``), one request per partition, by ``write_concurrency`` worker threads
+(at most one request per partition in flight, so commits stay in offset order)
+while the main thread keeps consuming. After a batch:
 
 - 2xx: the partitions' offsets (last written + 1) are committed.
 - 400: the refused lines are found (``edge.influx_errors.find_rejected``) and go to
@@ -28,10 +30,12 @@ the backoff is a deadline checked by the loop, not a sleep around a call.
 from __future__ import annotations
 
 import argparse
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
@@ -73,8 +77,72 @@ class Backoff:
         self.attempts = 0
 
 
-class _Abandoned(Exception):
-    """A write still running when the shutdown deadline passed."""
+@dataclass
+class WriteRequest:
+    """Records of one partition, oldest first, written in one /write request.
+
+    Filled in by a write worker: ``result`` (OK once every line is either stored or
+    known to be refused), ``dead`` (records for the DLQ: record, reason, message)
+    and ``written`` (lines InfluxDB stored).
+    """
+
+    buffer: PartitionBuffer
+    records: list
+    nbytes: int
+    result: WriteResult | None = None
+    dead: list = field(default_factory=list)
+    written: int = 0
+
+
+class WritePool:
+    """A few daemon threads doing the HTTP writes while the main thread consumes.
+
+    Daemon threads, not a ThreadPoolExecutor: a write still hanging at the stop
+    deadline is abandoned (its records are not committed) instead of holding the
+    process at exit.
+    """
+
+    def __init__(self, size: int, perform: Callable[[WriteRequest, InfluxWriter], None],
+                 make_writer: Callable[[], InfluxWriter]):
+        self.size = size
+        self._perform = perform
+        self._make_writer = make_writer
+        self._todo: queue.Queue = queue.Queue()
+        self.done: queue.Queue = queue.Queue()
+        self.in_flight = 0
+        for i in range(size):
+            threading.Thread(target=self._work, name=f"influx-write-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        writer = self._make_writer()  # one HTTP session per thread
+        while True:
+            request = self._todo.get()
+            try:
+                self._perform(request, writer)
+            except Exception as exc:  # a bug must not kill the worker; retried later
+                request.result = WriteResult(Outcome.RETRY, None, f"{type(exc).__name__}: {exc}")
+            self.done.put(request)
+
+    def submit(self, request: WriteRequest) -> None:
+        self.in_flight += 1
+        self._todo.put(request)
+
+    def completed(self, timeout: float | None = None) -> list[WriteRequest]:
+        """Finished requests; waits up to ``timeout`` for the first one if given."""
+        out: list[WriteRequest] = []
+        try:
+            if timeout is not None and timeout > 0 and self.in_flight:
+                out.append(self.done.get(timeout=timeout))
+            while True:
+                out.append(self.done.get_nowait())
+        except queue.Empty:
+            pass
+        self.in_flight -= len(out)
+        return out
+
+    @property
+    def free(self) -> int:
+        return self.size - self.in_flight
 
 
 class Sink:
@@ -92,19 +160,24 @@ class Sink:
         )
         self.consumer = Consumer(consumer_config(settings.kafka, self.options.group_id, client_id))
         self.producer = Producer(producer_config(settings.kafka, f"{client_id}-dlq"))
-        self.writer = InfluxWriter(settings.influxdb, connect_timeout_s=self.options.connect_timeout_s)
         self.backoff = Backoff(self.options.retry_initial_s, self.options.retry_max_s)
+        self.pool = WritePool(
+            max(1, self.options.write_concurrency),
+            self._perform,
+            lambda: InfluxWriter(settings.influxdb, connect_timeout_s=self.options.connect_timeout_s),
+        )
 
         self.buffers: dict[int, PartitionBuffer] = {}
+        # id() of a buffer with a request in flight -> (lines, bytes) of that request
+        self.writing: dict[int, tuple[int, int]] = {}
         self.total_lines = 0
         self.total_bytes = 0
-        self.oldest_at: float | None = None
         self.written: dict[int, int] = {}  # partition -> next offset to commit
-        self.committed: dict[int, int] = {}
         self.failing: WriteResult | None = None  # last failure while InfluxDB is unavailable
         self.retry_at = 0.0
         self.paused = False
-        self.database_ready = False
+        self.database_ready = False  # set by the write workers
+        self.connected_logged = False
         self.kafka_error: str | None = None
         self.stop_deadline: float | None = None
         self._resync_pause = False
@@ -113,7 +186,8 @@ class Sink:
 
     def run(self) -> int:
         self.log.info("starting", topic=self.topic, group_id=self.options.group_id,
-                      influxdb=self.settings.influxdb.url, database=self.settings.influxdb.database)
+                      influxdb=self.settings.influxdb.url, database=self.settings.influxdb.database,
+                      write_concurrency=self.pool.size)
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         while not self.stop.is_set():
@@ -126,24 +200,36 @@ class Sink:
         return 0
 
     def _step(self) -> None:
-        now = time.monotonic()
-        timeout = 0.5
-        if self.failing is not None:
-            timeout = max(0.0, min(timeout, self.retry_at - now))
-        elif self.oldest_at is not None:
-            timeout = max(0.0, min(timeout, self.oldest_at + self.limits.max_age_s - now))
-        messages = self.consumer.consume(num_messages=self.limits.max_lines, timeout=timeout)
+        for request in self.pool.completed():
+            self._finish(request)
+        self._submit_due(time.monotonic())
+        if self._enough_held():
+            # Every writer is busy and the next requests are ready: let InfluxDB catch
+            # up before fetching more (librdkafka's own prefetch queue is bounded).
+            for request in self.pool.completed(timeout=0.5):
+                self._finish(request)
+            return
+        messages = self.consumer.consume(num_messages=self.limits.max_lines, timeout=self._poll_timeout())
         if messages:
             self._take(messages)
         if self._resync_pause:
             self._apply_pause()
-        now = time.monotonic()
-        if self.failing is not None:
-            if now >= self.retry_at:
-                self._write_all()
-        elif write_due(self.total_lines, self.total_bytes, self.oldest_at, now, self.limits):
-            self._write_all()
         self._update_backpressure()
+
+    def _enough_held(self) -> bool:
+        return self.pool.free == 0 and self.total_lines >= self.limits.max_lines * (self.pool.size + 1)
+
+    def _poll_timeout(self) -> float:
+        now = time.monotonic()
+        if self.pool.in_flight:
+            return 0.005  # a write may finish any moment: look again soon
+        timeout = 0.5
+        if self.failing is not None:
+            return max(0.0, min(timeout, self.retry_at - now))
+        for buf in self.buffers.values():
+            if buf.oldest_at is not None:
+                timeout = min(timeout, buf.oldest_at + self.limits.max_age_s - now)
+        return max(0.0, timeout)
 
     def _take(self, messages: list) -> None:
         """Append fetched records to their partition's buffer (the hot path)."""
@@ -152,6 +238,7 @@ class Sink:
         bound_bytes = self.options.max_buffered_bytes
         lines = self.total_lines
         nbytes = self.total_bytes
+        now = time.monotonic()
         seek_back: dict[int, int] = {}
         for msg in messages:
             if msg.error() is not None:
@@ -169,6 +256,8 @@ class Sink:
                 seek_back.setdefault(partition, offset)
                 continue
             size = len(msg)
+            if buf.oldest_at is None:
+                buf.oldest_at = now
             buf.records.append(msg)
             buf.nbytes += size
             buf.next_offset = offset + 1
@@ -177,8 +266,6 @@ class Sink:
         if self.kafka_error is not None and lines > self.total_lines:
             self.log.info("kafka_available", previous_error=self.kafka_error)
             self.kafka_error = None
-        if self.oldest_at is None and lines > self.total_lines:
-            self.oldest_at = time.monotonic()
         self.total_lines = lines
         self.total_bytes = nbytes
         BUFFERED_LINES.set(lines)
@@ -190,124 +277,128 @@ class Sink:
                 # The partition left us meanwhile: its new owner starts from the commit.
                 self.log.debug("seek_failed", partition=partition, error=str(exc))
 
-    # ------------------------------------------------------------ writing
+    # ------------------------------------------------------------ cutting and finishing requests
 
-    def _write_all(self) -> bool:
-        """Write every held record, one bounded request at a time; False on failure."""
-        while self.total_lines > 0:
-            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
-                return False
-            if not self._write_one_request():
-                return False
-        self.oldest_at = None
+    def _submit_due(self, now: float, *, everything: bool = False) -> None:
+        """Hand due partitions' records to free writers, one request per partition.
+
+        At most one request per partition is in flight, so its commits stay in order.
+        While InfluxDB is failing, only one probe request goes out when the backoff
+        has elapsed; the rest wait for its answer.
+        """
         if self.failing is not None:
-            self.log.info("resumed", after_attempts=self.backoff.attempts, last_error=self.failing.error[:300])
-            self.failing = None
-            self.backoff.reset()
-        return True
+            if now < self.retry_at or self.pool.in_flight:
+                return
+            budget = 1
+        else:
+            budget = self.pool.free
+        for buf in sorted(self.buffers.values(), key=lambda b: b.oldest_at or now):
+            if budget <= 0:
+                return
+            if not buf.records or id(buf) in self.writing:
+                continue
+            if not everything and not write_due(len(buf.records), buf.nbytes, buf.oldest_at, now, self.limits):
+                continue
+            self._submit(buf, now)
+            budget -= 1
 
-    def _plan(self) -> list[tuple[PartitionBuffer, int]]:
-        buffers = [b for b in self.buffers.values() if b.records]
-        if self.total_lines <= self.limits.max_lines and self.total_bytes + self.total_lines <= self.limits.max_bytes:
-            return [(b, len(b.records)) for b in buffers]
-        counts = take_counts([[len(m) for m in b.records] for b in buffers], self.limits)
-        return [(b, n) for b, n in zip(buffers, counts) if n]
+    def _submit(self, buf: PartitionBuffer, now: float) -> None:
+        if len(buf.records) <= self.limits.max_lines and buf.nbytes + len(buf.records) <= self.limits.max_bytes:
+            n = len(buf.records)
+            nbytes = buf.nbytes
+        else:
+            n = take_counts([[len(m) for m in buf.records]], self.limits)[0]
+            nbytes = sum(len(m) for m in buf.records[:n])
+        records = buf.records[:n]
+        del buf.records[:n]
+        buf.nbytes -= nbytes
+        # What stays was fetched after what goes; its age starts now.
+        buf.oldest_at = now if buf.records else None
+        self.writing[id(buf)] = (n, nbytes)
+        self.pool.submit(WriteRequest(buf, records, nbytes))
 
-    def _write_one_request(self) -> bool:
-        if not self.database_ready and not self._ensure_database():
-            return False
-        plan = self._plan()
-        records = [m for buf, n in plan for m in buf.records[:n]]
+    def _perform(self, request: WriteRequest, writer: InfluxWriter) -> None:
+        """In a write worker: write the request, find refused lines. Touches no shared state."""
+        records = request.records
         values = [m.value() for m in records]
         try:
             body = b"\n".join(values)
             clean = body_is_clean(body, len(values))
         except TypeError:  # a record without a value
             clean = False
-        bad: dict[int, str] = {}
         good = records
         if not clean:
             good_idx, bad = split_bad_records(values)
+            request.dead = [(records[i], "bad_record", why) for i, why in bad.items()]
             good = [records[i] for i in good_idx]
             values = [values[i] for i in good_idx]
             body = b"\n".join(values)
-
-        dead: list[tuple[object, str, str]] = [(records[i], "bad_record", why) for i, why in bad.items()]
-        if values:
-            result = self._write(body)
-            if result.outcome is Outcome.DATABASE_MISSING and self.settings.influxdb.create_database:
-                self.database_ready = False
-                if not self._ensure_database():
-                    return False
-                result = self._write(body)
-            if result.outcome is Outcome.REJECTED:
-                try:
-                    rejected = find_rejected(values, result, self._write)
-                except RetryLater as exc:
-                    self._fail(exc.result)
-                    return False
-                dead += [(good[i], "influx_rejected", why) for i, why in sorted(rejected.items())]
-                written = len(values) - len(rejected)
-            elif result.ok:
-                written = len(values)
-            else:
-                self._fail(result)
-                return False
-        else:
-            written = 0
-        if dead and not self._dead_letter(dead):
-            return False
-        self._advance(plan)
-        LINES_WRITTEN.inc(written)
-        BATCHES_WRITTEN.inc()
-        return True
-
-    def _write(self, body: bytes) -> WriteResult:
-        try:
-            return self._interruptible(self.writer.write, body)
-        except _Abandoned:
-            return WriteResult(Outcome.RETRY, None, "write abandoned at shutdown")
-
-    def _interruptible(self, call: Callable, *args):
-        """Run ``call`` in a helper thread; give up on it once the shutdown deadline passed.
-
-        A write to an InfluxDB that hangs must not keep the process past its stop
-        deadline: the abandoned request's records are simply not committed.
-        """
-        box: dict = {}
-
-        def target() -> None:
+        if not values:
+            request.result = WriteResult(Outcome.OK)
+            return
+        if not self.database_ready:
+            result = writer.ensure_database(self.options.retention_duration)
+            if not result.ok:
+                request.result = result
+                return
+            self.database_ready = True
+        result = writer.write(body)
+        if result.outcome is Outcome.DATABASE_MISSING and self.settings.influxdb.create_database:
+            created = writer.ensure_database(self.options.retention_duration)
+            result = writer.write(body) if created.ok else created
+        if result.outcome is Outcome.REJECTED:
             try:
-                box["result"] = call(*args)
-            except BaseException as exc:  # handed to the caller below
-                box["error"] = exc
+                rejected = find_rejected(values, result, writer.write)
+            except RetryLater as exc:
+                request.result = exc.result
+                return
+            request.dead += [(good[i], "influx_rejected", why) for i, why in sorted(rejected.items())]
+            request.written = len(values) - len(rejected)
+            request.result = WriteResult(Outcome.OK, result.status, result.error)
+            return
+        if result.ok:
+            request.written = len(values)
+        request.result = result
 
-        thread = threading.Thread(target=target, name="influx-write", daemon=True)
-        thread.start()
-        while True:
-            thread.join(0.1)
-            if not thread.is_alive():
-                break
-            if self.stop.is_set():
-                self._note_stop()
-                if time.monotonic() >= self.stop_deadline:
-                    raise _Abandoned()
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
-
-    def _ensure_database(self) -> bool:
-        try:
-            result = self._interruptible(self.writer.ensure_database, self.options.retention_duration)
-        except _Abandoned:
-            return False
-        if not result.ok:
-            self._fail(result)
-            return False
-        self.database_ready = True
-        self.log.info("connected", influxdb=self.settings.influxdb.url, database=self.settings.influxdb.database,
-                      retention_policy=self.settings.influxdb.retention_policy)
-        return True
+    def _finish(self, request: WriteRequest) -> None:
+        """Back in the main thread: commit, or put the records back for a retry."""
+        buf = request.buffer
+        self.writing.pop(id(buf), None)
+        current = self.buffers.get(buf.partition) is buf
+        ok = request.result is not None and request.result.ok
+        if ok and request.dead and current:
+            ok = self._dead_letter(request.dead)
+        if not current:
+            # Revoked (or revoked and assigned again) meanwhile: not ours to commit;
+            # whoever owns the partition now reads these records again.
+            return
+        n = len(request.records)
+        if not ok:
+            buf.records[:0] = request.records
+            buf.nbytes += request.nbytes
+            buf.oldest_at = buf.oldest_at or time.monotonic()
+            if request.result is not None and not request.result.ok:
+                self._fail(request.result)
+            return
+        self.total_lines -= n
+        self.total_bytes -= request.nbytes
+        BUFFERED_LINES.set(self.total_lines)
+        next_offset = request.records[-1].offset() + 1
+        self.written[buf.partition] = next_offset
+        self._commit([TopicPartition(self.topic, buf.partition, next_offset)], asynchronous=True)
+        LINES_WRITTEN.inc(request.written)
+        BATCHES_WRITTEN.inc()
+        for _msg, reason, _why in request.dead:
+            DLQ_RECORDS.labels(reason=reason).inc()
+        if self.failing is not None:
+            self.log.info("resumed", after_attempts=self.backoff.attempts, last_error=self.failing.error[:300])
+            self.failing = None
+            self.backoff.reset()
+        if not self.connected_logged:
+            self.connected_logged = True
+            self.log.info("connected", influxdb=self.settings.influxdb.url,
+                          database=self.settings.influxdb.database,
+                          retention_policy=self.settings.influxdb.retention_policy)
 
     def _dead_letter(self, dead: list[tuple[object, str, str]]) -> bool:
         """Produce the records to the DLQ and wait for every acknowledgement."""
@@ -337,24 +428,7 @@ class Sink:
             error = failures[0] if failures else f"{remaining} DLQ records not acknowledged in time"
             self._fail(WriteResult(Outcome.RETRY, None, f"DLQ produce failed: {error}"))
             return False
-        for _msg, reason, _why in dead:
-            DLQ_RECORDS.labels(reason=reason).inc()
         return True
-
-    def _advance(self, plan: list[tuple[PartitionBuffer, int]]) -> None:
-        """Drop the written records and commit their partitions' next offsets."""
-        offsets = []
-        for buf, n in plan:
-            last = buf.records[n - 1].offset()
-            dropped_bytes = buf.nbytes if n == len(buf.records) else sum(len(m) for m in buf.records[:n])
-            del buf.records[:n]
-            buf.nbytes -= dropped_bytes
-            self.total_lines -= n
-            self.total_bytes -= dropped_bytes
-            self.written[buf.partition] = last + 1
-            offsets.append(TopicPartition(self.topic, buf.partition, last + 1))
-        BUFFERED_LINES.set(self.total_lines)
-        self._commit(offsets, asynchronous=True)
 
     def _commit(self, offsets: list[TopicPartition], *, asynchronous: bool) -> None:
         if not offsets:
@@ -365,9 +439,6 @@ class Sink:
             # Not fatal: the next commit carries a higher offset; worst case the
             # records are written again (harmless in InfluxDB).
             self.log.warning("commit_failed", error=str(exc))
-            return
-        for tp in offsets:
-            self.committed[tp.partition] = tp.offset
 
     # ------------------------------------------------------------ failure and pause
 
@@ -447,29 +518,35 @@ class Sink:
         self.log.warning("partitions_lost", partitions=sorted(tp.partition for tp in partitions))
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
+        """Forget revoked partitions' records, including those being written now."""
         for tp in partitions:
             buf = self.buffers.pop(tp.partition, None)
             self.written.pop(tp.partition, None)
-            self.committed.pop(tp.partition, None)
-            if buf is not None:
-                self.total_lines -= len(buf.records)
-                self.total_bytes -= buf.nbytes
-        if self.total_lines == 0:
-            self.oldest_at = None
+            if buf is None:
+                continue
+            # Records in flight are counted in total_lines until their request ends;
+            # _finish() of a revoked buffer uncounts nothing, so uncount them here.
+            in_flight_lines, in_flight_bytes = self.writing.get(id(buf), (0, 0))
+            self.total_lines -= len(buf.records) + in_flight_lines
+            self.total_bytes -= buf.nbytes + in_flight_bytes
         BUFFERED_LINES.set(self.total_lines)
 
     # ------------------------------------------------------------ shutdown
 
-    def _note_stop(self) -> None:
-        if self.stop_deadline is None:
-            self.stop_deadline = time.monotonic() + self.options.shutdown_flush_s
-
     def _shutdown(self) -> None:
-        self._note_stop()
+        self.stop_deadline = time.monotonic() + self.options.shutdown_flush_s
         self.log.info("stopping", signal=self.stop.signal_name, buffered_lines=self.total_lines)
-        if self.total_lines:
-            # One last attempt even while InfluxDB was failing: it may be back.
-            self._write_all()
+        # Write what is held (one last try even while InfluxDB was failing: it may
+        # be back), as long as the deadline allows; abandon what is still running.
+        self.failing = None
+        while time.monotonic() < self.stop_deadline:
+            self._submit_due(time.monotonic(), everything=True)
+            if not self.pool.in_flight:
+                break
+            for request in self.pool.completed(timeout=min(0.2, max(0.01, self.stop_deadline - time.monotonic()))):
+                self._finish(request)
+            if self.failing is not None:
+                break
         offsets = [TopicPartition(self.topic, p, o) for p, o in self.written.items()]
         self._commit(offsets, asynchronous=False)
         unwritten = self.total_lines
@@ -478,7 +555,6 @@ class Sink:
         except KafkaException as exc:
             self.log.warning("consumer_close_failed", error=str(exc))
         self.producer.flush(max(0.0, self.stop_deadline - time.monotonic()))
-        self.writer.close()
         self.log.info("stopped", unwritten_lines_left_uncommitted=unwritten)
 
 
