@@ -93,14 +93,6 @@ class StorageStack(Stack):
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Archive bucket ([s3] bucket on the edge)")
         CfnOutput(self, "AccessLogsBucketName", value=self.access_logs_bucket.bucket_name)
 
-    @property
-    def archive_prefix(self) -> str:
-        return self.config.archive_prefix
-
-    @property
-    def athena_results_prefix(self) -> str:
-        return self.config.athena_results_prefix
-
     # Other stacks refer to the bucket through these: its name is known without a
     # cross-stack reference (see AppConfig.archive_bucket_name).
     @property

@@ -109,7 +109,7 @@ def ensure_table(glue: Any, database: str, obj: ArchiveObject, bucket: str, colu
                 continue  # created concurrently: merge into it on the next pass
             log.info("table created", extra={"table": obj.table_name, "columns": len(incoming)})
             continue  # re-read: return what Glue stored
-        merge = merge_columns(table["StorageDescriptor"]["Columns"], incoming)
+        merge = merge_columns(table.get("StorageDescriptor", {}).get("Columns", []), incoming)
         if merge.type_conflicts:
             log.warning(
                 "column type differs from the table; table type kept",
@@ -118,7 +118,7 @@ def ensure_table(glue: Any, database: str, obj: ArchiveObject, bucket: str, colu
         if not merge.added:
             return table
         table_input = table_input_from(table)
-        table_input["StorageDescriptor"] = {**table_input["StorageDescriptor"], "Columns": merge.columns}
+        table_input["StorageDescriptor"] = {**table_input.get("StorageDescriptor", {}), "Columns": merge.columns}
         kwargs: dict[str, Any] = {"DatabaseName": database, "TableInput": table_input}
         if table.get("VersionId"):
             kwargs["VersionId"] = table["VersionId"]
