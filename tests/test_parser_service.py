@@ -34,7 +34,13 @@ def kafka(local_services, names) -> KafkaSettings:
 
 
 def parser_process(edge_env, tmp_path, name="parser") -> EdgeProcess:
-    return EdgeProcess(["parse"], edge_env, tmp_path / f"{name}.log")
+    # The test's own consumer group: members killed by another test never delay it.
+    env = dict(edge_env, EDGE_PARSER__GROUP_ID=group_of(edge_env))
+    return EdgeProcess(["parse"], env, tmp_path / f"{name}.log")
+
+
+def group_of(edge_env) -> str:
+    return f"{edge_env['EDGE_KAFKA__TOPIC_PREFIX']}.parser"
 
 
 def test_every_point_reaches_the_parsed_topic_keyed_by_series(kafka, edge_env, tmp_path):
@@ -42,7 +48,7 @@ def test_every_point_reaches_the_parsed_topic_keyed_by_series(kafka, edge_env, t
     produce_all(kafka, kafka.raw_topic, messages)
     proc = parser_process(edge_env, tmp_path).start()
     try:
-        wait_for(lambda: group_lag(kafka, "edge-parser", kafka.raw_topic) == 0, 60, what="raw lag 0")
+        wait_for(lambda: group_lag(kafka, group_of(edge_env), kafka.raw_topic) == 0, 60, what="raw lag 0")
         records = read_all(kafka, kafka.parsed_topic)
         expected = sorted(line for m in messages for line in to_lines(m))
         assert sorted(r.value() for r in records) == expected
@@ -81,7 +87,7 @@ def test_poison_mix_lands_good_points_and_dead_letters_each_bad_message_once(kaf
     produce_all(kafka, kafka.raw_topic, mixed, headers=[("amqp.routing_key", b"site.x")])
     proc = parser_process(edge_env, tmp_path).start()
     try:
-        wait_for(lambda: group_lag(kafka, "edge-parser", kafka.raw_topic) == 0, 90, what="raw lag 0")
+        wait_for(lambda: group_lag(kafka, group_of(edge_env), kafka.raw_topic) == 0, 90, what="raw lag 0")
         parsed = read_all(kafka, kafka.parsed_topic)
         assert sorted(r.value() for r in parsed) == sorted(line for m in good for line in to_lines(m))
         dlq = read_all(kafka, kafka.dlq_topic)
@@ -110,7 +116,7 @@ def test_partly_unusable_message_emits_its_points_and_is_dead_lettered_as_partia
     produce_all(kafka, kafka.raw_topic, [raw])
     proc = parser_process(edge_env, tmp_path).start()
     try:
-        wait_for(lambda: group_lag(kafka, "edge-parser", kafka.raw_topic) == 0, 60, what="raw lag 0")
+        wait_for(lambda: group_lag(kafka, group_of(edge_env), kafka.raw_topic) == 0, 60, what="raw lag 0")
         assert len(read_all(kafka, kafka.parsed_topic)) == 17 - 6  # field1's 3 services + 3 racks lost
         (dead,) = read_all(kafka, kafka.dlq_topic)
         h = header_map(dead.headers())
@@ -135,7 +141,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing(kafka, edge_env, tmp_path)
     finally:
         producer.join()
     try:
-        wait_for(lambda: group_lag(kafka, "edge-parser", kafka.raw_topic) == 0, 90, what="raw lag 0")
+        wait_for(lambda: group_lag(kafka, group_of(edge_env), kafka.raw_topic) == 0, 90, what="raw lag 0")
         values = [r.value() for r in read_all(kafka, kafka.parsed_topic)]
         assert set(values) == {line for m in messages for line in to_lines(m)}
         assert len(values) >= 17 * len(messages)  # redelivery allowed, loss is not
@@ -158,12 +164,12 @@ def test_two_instances_share_partitions_and_one_takes_over_when_the_other_dies(k
                  what="both members assigned")
         messages = good_messages(600, sites=6)
         produce_all(kafka, kafka.raw_topic, messages[:300])
-        wait_for(lambda: group_lag(kafka, "edge-parser", kafka.raw_topic) == 0, 60, what="first half parsed")
+        wait_for(lambda: group_lag(kafka, group_of(edge_env), kafka.raw_topic) == 0, 60, what="first half parsed")
         parsed = read_all(kafka, kafka.parsed_topic)
         assert len({r.partition() for r in parsed}) > 1
         second.kill()
         produce_all(kafka, kafka.raw_topic, messages[300:])
-        wait_for(lambda: group_lag(kafka, "edge-parser", kafka.raw_topic) == 0, 90, what="survivor drains all")
+        wait_for(lambda: group_lag(kafka, group_of(edge_env), kafka.raw_topic) == 0, 90, what="survivor drains all")
         values = {r.value() for r in read_all(kafka, kafka.parsed_topic)}
         assert values == {line for m in messages for line in to_lines(m)}
     finally:
