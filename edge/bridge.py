@@ -62,6 +62,18 @@ _PERMANENT_ERRORS = {
     KafkaError.INVALID_RECORD,
     KafkaError.RECORD_LIST_TOO_LARGE,
 }
+# Errors that mean the producer's idempotence state (producer id, epoch, sequence)
+# is no longer accepted by the broker: every later record would fail the same way,
+# so the producer is replaced. Seen on a Kafka-compatible broker restarted with
+# persistent storage after records timed out ("ProducerFenced" on every produce).
+_PRODUCER_STATE_ERRORS = {
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    KafkaError._FENCED,
+}
 # Errors that mean "no broker reachable".
 _UNREACHABLE_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
@@ -146,11 +158,14 @@ class Bridge:
         else:
             tracker.failed(tag)
             self.last_delivery_error = err.str()
+            if err.code() in _PRODUCER_STATE_ERRORS and self.producer_fatal is None:
+                self.producer_fatal = err
 
     def _replace_producer(self) -> None:
-        """After a fatal producer error: hand every outstanding delivery back and
-        start a new idempotent producer."""
-        self.log.error("kafka_producer_fatal", error=self.producer_fatal.str() if self.producer_fatal else "")
+        """After a fatal error, or once the broker no longer accepts the producer's
+        idempotence state: hand every outstanding delivery back to RabbitMQ and
+        start a new idempotent producer (a new producer id)."""
+        self.log.error("kafka_producer_replaced", error=self.producer_fatal.str() if self.producer_fatal else "")
         self.producer.purge()
         self.producer.poll(0)
         if self.channel is not None and self.channel.is_open and len(self.tracker):
@@ -161,7 +176,7 @@ class Bridge:
             self.tracker = AckTracker()
         self.producer = self._new_producer()
         self.producer_fatal = None
-        self.log.info("kafka_producer_replaced")
+        self._pause()
 
     # ------------------------------------------------------------ AMQP side
 

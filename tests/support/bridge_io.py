@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -57,6 +58,12 @@ def site_and_time(body: bytes) -> tuple[str, str]:
     return header["site_id"], header["timestamp"]
 
 
+_QUIET = logging.getLogger("tests.librdkafka")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+_QUIET.disabled = True
+
+
 class RawTopicReader:
     """Reads a topic from the beginning of every partition, without a consumer
     group (no join delay), accumulating what it has seen across calls."""
@@ -68,10 +75,13 @@ class RawTopicReader:
                 "group.id": "unused-assign-only",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 100,
+                # A broker stopped on purpose is not news: keep librdkafka quiet.
+                "logger": _QUIET,
             }
         )
         self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.records: list[tuple[bytes, dict[str, bytes]]] = []
+        self.offsets: list[tuple[int, int]] = []
 
     def poll(self, seconds: float = 0.5) -> int:
         deadline = time.monotonic() + seconds
@@ -79,6 +89,7 @@ class RawTopicReader:
             for message in self.consumer.consume(1000, 0.2):
                 if message.error() is None:
                     self.records.append((message.value(), dict(message.headers() or [])))
+                    self.offsets.append((message.partition(), message.offset()))
         return len(self.records)
 
     def keys(self) -> Counter:
