@@ -3,6 +3,9 @@ SIGTERM. The pure ack bookkeeping is tested first."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
 from datetime import datetime
 from types import SimpleNamespace
@@ -162,7 +165,7 @@ def test_every_message_crosses_byte_for_byte_with_its_amqp_metadata(bridge_setup
 def test_kill_minus_9_mid_stream_then_restart_delivers_everything_at_least_once(bridge_setup):
     s = bridge_setup
     total = 1500
-    publisher = BackgroundPublisher(s.amqp, count=total, sites=3, rate=600, start=START)
+    publisher = BackgroundPublisher(s.amqp, count=total, sites=3, rate=400, start=START)
     publisher.start()
     first = s.start_bridge()
     s.reader.wait_count(300, timeout=30)
@@ -184,7 +187,7 @@ def test_kill_minus_9_mid_stream_then_restart_delivers_everything_at_least_once(
 def test_sigterm_mid_stream_exits_0_within_10s_and_loses_nothing(bridge_setup):
     s = bridge_setup
     total = 1200
-    publisher = BackgroundPublisher(s.amqp, count=total, sites=2, rate=600, start=START)
+    publisher = BackgroundPublisher(s.amqp, count=total, sites=2, rate=400, start=START)
     publisher.start()
     bridge = s.start_bridge()
     s.reader.wait_count(200, timeout=30)
@@ -203,3 +206,40 @@ def test_sigterm_mid_stream_exits_0_within_10s_and_loses_nothing(bridge_setup):
     assert on_topic | in_queue == set(_expected_bodies(total, 2))
     assert len(on_topic) >= 200
     assert '"stopped"' in bridge.log()
+
+
+def _close_amqp_connections_of(pid: int) -> int:
+    """Close, on the broker side, the bridge's RabbitMQ connections (as a network
+    cut or a broker failover would); returns how many were closed."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_connections", "pid", "client_properties", "-q", "--no-table-headers"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    closed = 0
+    for line in listing.stdout.splitlines():
+        connection_pid, _, properties = line.partition("\t")
+        if f'"edge-bridge@{socket.gethostname()}:{pid}"' in properties:
+            subprocess.run(["rabbitmqctl", "close_connection", connection_pid, "test: connection cut"],
+                           capture_output=True, timeout=30, check=True)
+            closed += 1
+    return closed
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl to cut the bridge's connection")
+def test_rabbitmq_connection_loss_mid_stream_reconnects_and_delivers_everything(bridge_setup):
+    s = bridge_setup
+    total = 1500
+    publisher = BackgroundPublisher(s.amqp, count=total, sites=3, rate=300, start=START)
+    publisher.start()
+    bridge = s.start_bridge(EDGE_BRIDGE__RECONNECT_INITIAL_BACKOFF_S="0.2")
+    s.reader.wait_count(200, timeout=30)
+    assert _close_amqp_connections_of(bridge.pid) == 1
+    assert publisher.is_alive(), "the connection should have been cut mid-stream"
+    publisher.result()
+    keys = s.reader.wait_distinct(total, timeout=40)
+    assert bridge.alive(), "the bridge reconnects instead of exiting"
+    assert bridge.terminate() == 0
+    assert set(keys) == set(_expected_bodies(total, 3))
+    log = bridge.log()
+    assert log.count('"amqp_connected"') >= 2 and '"amqp_disconnected"' in log, log
+    assert queue_ready(s.amqp) == 0
