@@ -243,3 +243,21 @@ def test_rabbitmq_connection_loss_mid_stream_reconnects_and_delivers_everything(
     log = bridge.log()
     assert log.count('"amqp_connected"') >= 2 and '"amqp_disconnected"' in log, log
     assert queue_ready(s.amqp) == 0
+
+
+def test_a_record_kafka_refuses_for_good_is_rejected_and_does_not_stop_the_queue(bridge_setup):
+    s = bridge_setup
+    publish(SimulatorSettings(amqp=s.amqp), count=20, sites=2, start=START)
+    connection = pika.BlockingConnection(pika.ConnectionParameters(s.amqp.host, s.amqp.port))
+    connection.channel().basic_publish("", s.amqp.queue, b"x" * 200_000, pika.BasicProperties(message_id="too-big"))
+    connection.close()
+    publish(SimulatorSettings(amqp=s.amqp), count=20, sites=2, start=START.replace(hour=1))
+    bridge = s.start_bridge(EDGE_BRIDGE__MAX_MESSAGE_BYTES="100000")
+    s.reader.wait_count(40, timeout=30)
+    wait_for(lambda: queue_ready(s.amqp) == 0, timeout=10, what="queue empty")
+    assert bridge.alive()
+    assert bridge.terminate() == 0
+    s.reader.poll(0.5)
+    assert len(s.reader.records) == 40  # every good message, not the oversized one
+    assert queue_ready(s.amqp) == 0  # rejected without requeue: no redelivery loop
+    assert '"message_rejected"' in bridge.log()
