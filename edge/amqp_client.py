@@ -56,3 +56,15 @@ def declare_queue(channel, amqp: AmqpSettings) -> int:
     else:
         frame = channel.queue_declare(amqp.queue, passive=True)
     return frame.method.message_count
+
+
+def dead_letter_queue_name(amqp: AmqpSettings) -> str:
+    return amqp.dead_letter_queue or f"{amqp.queue}.dlq"
+
+
+def declare_dead_letter_queue(channel, amqp: AmqpSettings) -> str:
+    """The durable queue for messages Kafka refuses for good (declared when
+    ``declare_queue``, else checked passively). Returns its name."""
+    name = dead_letter_queue_name(amqp)
+    channel.queue_declare(name, durable=True, passive=not amqp.declare_queue)
+    return name

@@ -11,8 +11,10 @@
 - Acks: a delivery is acked to RabbitMQ only after Kafka acknowledged its record
   (acks=all, idempotent producer: ``edge.kafka_config``); ``edge.amqp_acks``
   decides what can be acked (contiguous successes with one multiple ack), nacked
-  (requeue) or rejected (a record Kafka refuses for good, e.g. too large: the
-  queue's dead-letter exchange takes it when one is configured).
+  (requeue) or dead-lettered: a record Kafka refuses for good (e.g. too large) is
+  republished, with its properties and ``x-edge-dlq-*`` headers saying why, to the
+  durable queue ``<queue>.dlq`` on a publisher-confirm channel, and only then
+  acked; if that publish fails the message is requeued. Nothing is dropped.
 - Back-pressure: the AMQP prefetch bounds the deliveries waiting for Kafka. When
   Kafka is unreachable nothing is acked, so at most ``prefetch`` messages are in
   the bridge and the rest waits in RabbitMQ; a delivery that fails (after
@@ -33,7 +35,10 @@ import argparse
 import logging
 import random
 import time
+from datetime import datetime, timezone
 from functools import partial
+
+import pika
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import Counter, Gauge
@@ -52,7 +57,8 @@ CONSUMED = Counter("edge_bridge_consumed", "AMQP deliveries received")
 PRODUCED = Counter("edge_bridge_produced", "records Kafka acknowledged")
 ACKED = Counter("edge_bridge_acked", "AMQP deliveries acked after Kafka acknowledged them")
 NACKED = Counter("edge_bridge_nacked", "AMQP deliveries handed back to RabbitMQ (requeued)")
-REJECTED = Counter("edge_bridge_rejected", "AMQP deliveries Kafka refused for good (rejected, not requeued)")
+REJECTED = Counter("edge_bridge_rejected", "AMQP deliveries Kafka refused for good")
+DEAD_LETTERED = Counter("edge_bridge_dead_lettered", "Refused deliveries republished to the AMQP dead-letter queue")
 RECONNECTS = Counter("edge_bridge_reconnects", "RabbitMQ reconnections")
 IN_FLIGHT = Gauge("edge_bridge_in_flight", "deliveries waiting for their Kafka delivery report")
 
@@ -115,6 +121,9 @@ class Bridge:
         self.consumer_tag: str | None = None
         self.tracker = AckTracker()
         self.tracker.close()
+        self.refused: dict[int, tuple[bytes, object, str]] = {}  # tag -> (body, properties, error)
+        self.dlq_channel = None
+        self.dlq_name = amqp_client.dead_letter_queue_name(settings.amqp)
         self.delivery_backoff = Backoff(self.options.reconnect_initial_backoff_s, self.options.reconnect_max_backoff_s)
         self.paused_until: float | None = None
         self.last_delivery_error: str | None = None
@@ -146,7 +155,7 @@ class Bridge:
             self.kafka_unreachable = True
             self.log.warning("kafka_unreachable", error=err.str())
 
-    def _on_delivery(self, tracker: AckTracker, tag: int, err: KafkaError | None, _msg) -> None:
+    def _on_delivery(self, tracker: AckTracker, tag: int, properties, err: KafkaError | None, msg) -> None:
         if err is None:
             PRODUCED.inc()
             tracker.succeeded(tag)
@@ -154,6 +163,8 @@ class Bridge:
                 self.kafka_unreachable = False
                 self.log.info("kafka_reachable")
         elif err.code() in _PERMANENT_ERRORS:
+            if tracker is self.tracker:
+                self.refused[tag] = (msg.value(), properties, err.str())
             tracker.refused(tag)
         else:
             tracker.failed(tag)
@@ -185,6 +196,10 @@ class Bridge:
         self.connection = amqp_client.connect(amqp, CLIENT_NAME)
         self.channel = self.connection.channel()
         amqp_client.declare_queue(self.channel, amqp)
+        self.dlq_channel = self.connection.channel()
+        amqp_client.declare_dead_letter_queue(self.dlq_channel, amqp)
+        self.dlq_channel.confirm_delivery()
+        self.refused.clear()
         self.channel.basic_qos(prefetch_count=min(self.options.prefetch, 65535))
         self.tracker = AckTracker()
         self._start_consuming()
@@ -213,6 +228,7 @@ class Bridge:
     def _abandon_channel(self) -> None:
         """The connection is gone: its unacked deliveries are the broker's again."""
         self.tracker.close()
+        self.refused.clear()
         self.consumer_tag = None
         self.paused_until = None
         if self.connection is not None and self.connection.is_open:
@@ -220,7 +236,7 @@ class Bridge:
                 self.connection.close()
             except Exception:  # already broken; nothing left to hand back
                 pass
-        self.connection = self.channel = None
+        self.connection = self.channel = self.dlq_channel = None
 
     def _on_message(self, _channel, method, properties, body: bytes) -> None:
         CONSUMED.inc()
@@ -228,7 +244,7 @@ class Bridge:
         tracker = self.tracker
         tracker.delivered(tag)
         headers = kafka_headers(method, properties)
-        on_delivery = partial(self._on_delivery, tracker, tag)
+        on_delivery = partial(self._on_delivery, tracker, tag, properties)
         while True:
             try:
                 self.producer.produce(self.topic, value=body, headers=headers, on_delivery=on_delivery)
@@ -241,6 +257,7 @@ class Bridge:
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.code() in _PERMANENT_ERRORS:
+                    self.refused[tag] = (body, properties, err.str())
                     tracker.refused(tag)
                 else:
                     tracker.failed(tag)
@@ -250,8 +267,7 @@ class Bridge:
         settlement = self.tracker.settle()
         if settlement:
             for tag in settlement.reject:
-                self.channel.basic_reject(delivery_tag=tag, requeue=False)
-                self.log.error("message_rejected", delivery_tag=tag, reason="kafka refused the record for good")
+                self._dead_letter(tag)
             for tag in settlement.nack:
                 self.channel.basic_nack(delivery_tag=tag, multiple=False, requeue=True)
             if settlement.ack_upto is not None:
@@ -264,6 +280,43 @@ class Bridge:
             if settlement.nack:
                 self._pause()
         IN_FLIGHT.set(len(self.tracker))
+
+    def _dead_letter(self, tag: int) -> None:
+        """Republish a message Kafka refused for good to ``<queue>.dlq`` (confirmed),
+        then ack it; if the republish fails, requeue it instead."""
+        body, properties, error = self.refused.pop(tag, (None, None, "unknown"))
+        if body is None:
+            self.channel.basic_nack(delivery_tag=tag, multiple=False, requeue=True)
+            return
+        headers = dict(getattr(properties, "headers", None) or {})
+        headers.update(
+            {
+                "x-edge-dlq-reason": "kafka_refused",
+                "x-edge-dlq-error": error[:1000],
+                "x-edge-dlq-source-queue": self.settings.amqp.queue,
+                "x-edge-dlq-time": datetime.now(timezone.utc).isoformat(),
+            }
+        )
+        props = pika.BasicProperties(
+            content_type=getattr(properties, "content_type", None),
+            content_encoding=getattr(properties, "content_encoding", None),
+            message_id=getattr(properties, "message_id", None),
+            correlation_id=getattr(properties, "correlation_id", None),
+            timestamp=getattr(properties, "timestamp", None),
+            app_id=getattr(properties, "app_id", None),
+            type=getattr(properties, "type", None),
+            headers=headers,
+            delivery_mode=2,
+        )
+        try:
+            self.dlq_channel.basic_publish("", self.dlq_name, body, props, mandatory=True)
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            self.log.error("dead_letter_failed", queue=self.dlq_name, error=f"{type(exc).__name__}: {exc}")
+            self.channel.basic_nack(delivery_tag=tag, multiple=False, requeue=True)
+            return
+        self.channel.basic_ack(delivery_tag=tag, multiple=False)
+        DEAD_LETTERED.inc()
+        self.log.error("message_dead_lettered", queue=self.dlq_name, message_id=props.message_id, error=error)
 
     # ------------------------------------------------------------ loop
 

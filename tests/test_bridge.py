@@ -245,11 +245,14 @@ def test_rabbitmq_connection_loss_mid_stream_reconnects_and_delivers_everything(
     assert queue_ready(s.amqp) == 0
 
 
-def test_a_record_kafka_refuses_for_good_is_rejected_and_does_not_stop_the_queue(bridge_setup):
+def test_a_record_kafka_refuses_for_good_goes_to_the_amqp_dead_letter_queue_and_the_queue_flows_on(bridge_setup):
     s = bridge_setup
     publish(SimulatorSettings(amqp=s.amqp), count=20, sites=2, start=START)
     connection = pika.BlockingConnection(pika.ConnectionParameters(s.amqp.host, s.amqp.port))
-    connection.channel().basic_publish("", s.amqp.queue, b"x" * 200_000, pika.BasicProperties(message_id="too-big"))
+    connection.channel().basic_publish(
+        "", s.amqp.queue, b"x" * 200_000,
+        pika.BasicProperties(message_id="too-big", headers={"gateway": "g1"}, delivery_mode=2),
+    )
     connection.close()
     publish(SimulatorSettings(amqp=s.amqp), count=20, sites=2, start=START.replace(hour=1))
     bridge = s.start_bridge(EDGE_BRIDGE__MAX_MESSAGE_BYTES="100000")
@@ -259,5 +262,21 @@ def test_a_record_kafka_refuses_for_good_is_rejected_and_does_not_stop_the_queue
     assert bridge.terminate() == 0
     s.reader.poll(0.5)
     assert len(s.reader.records) == 40  # every good message, not the oversized one
-    assert queue_ready(s.amqp) == 0  # rejected without requeue: no redelivery loop
-    assert '"message_rejected"' in bridge.log()
+    assert queue_ready(s.amqp) == 0  # not requeued: no redelivery loop
+    # Not dropped either: it waits in <queue>.dlq, byte for byte, with the reason.
+    connection = pika.BlockingConnection(pika.ConnectionParameters(s.amqp.host, s.amqp.port))
+    try:
+        channel = connection.channel()
+        method, properties, body = channel.basic_get(f"{s.amqp.queue}.dlq", auto_ack=True)
+        assert method is not None, "the refused message must be in the dead-letter queue"
+        assert body == b"x" * 200_000
+        assert properties.message_id == "too-big"
+        assert properties.headers["gateway"] == "g1"
+        assert properties.headers["x-edge-dlq-reason"] == "kafka_refused"
+        assert properties.headers["x-edge-dlq-source-queue"] == s.amqp.queue
+        assert "size" in properties.headers["x-edge-dlq-error"].lower()
+        assert channel.basic_get(f"{s.amqp.queue}.dlq", auto_ack=True)[0] is None
+        channel.queue_delete(f"{s.amqp.queue}.dlq")
+    finally:
+        connection.close()
+    assert '"message_dead_lettered"' in bridge.log()
