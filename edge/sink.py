@@ -176,6 +176,7 @@ class Sink:
         self.failing: WriteResult | None = None  # last failure while InfluxDB is unavailable
         self.retry_at = 0.0
         self.paused = False
+        self.pause_reason = ""
         self.database_ready = False  # set by the write workers
         self.connected_logged = False
         self.kafka_error: str | None = None
@@ -459,11 +460,14 @@ class Sink:
             self._resume()
 
     def _pause(self, reason: str) -> None:
-        if self.paused:
+        if self.paused and (reason == self.pause_reason or reason == "buffer_full"):
             return
+        already = self.paused  # paused for a full buffer, now for InfluxDB: say so
         self.paused = True
-        PAUSED.set(1)
-        self._apply_pause()
+        self.pause_reason = reason
+        if not already:
+            PAUSED.set(1)
+            self._apply_pause()
         # Buffer-full pauses come and go under load: not worth an info line each.
         (self.log.info if reason != "buffer_full" else self.log.debug)("paused", reason=reason,
                                                                        buffered_lines=self.total_lines)
@@ -486,7 +490,8 @@ class Sink:
         self.paused = False
         PAUSED.set(0)
         self._apply_pause()
-        self.log.info("fetching_resumed", buffered_lines=self.total_lines)
+        (self.log.info if self.pause_reason != "buffer_full" else self.log.debug)(
+            "fetching_resumed", buffered_lines=self.total_lines)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         text = f"{err.name()}: {err.str()}"
