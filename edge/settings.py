@@ -33,11 +33,22 @@ from pydantic_settings import (
 DEFAULT_CONFIG_PATH = Path("/etc/edge/edge.toml")
 
 
+def secret_file_path(path: str) -> Path:
+    """A secret file's location: a relative name is looked up in
+    ``$CREDENTIALS_DIRECTORY`` when set (systemd's ``LoadCredential=``), so one
+    TOML file serves every unit (``password_file = "amqp_password"``)."""
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    p = Path(path)
+    if credentials and not p.is_absolute():
+        return Path(credentials) / p
+    return p
+
+
 def read_secret_file(path: str | None) -> SecretStr | None:
     """The first line of a secret file, or None when no file is named."""
     if not path:
         return None
-    text = Path(path).read_text(encoding="utf-8")
+    text = secret_file_path(path).read_text(encoding="utf-8")
     return SecretStr(text.splitlines()[0] if text else "")
 
 
