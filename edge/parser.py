@@ -129,18 +129,32 @@ def _escape_control_bytes(raw: bytes) -> bytes | None:
     return b"".join(pieces)
 
 
+_CONTROL_SET = frozenset(_CONTROL)
+_MAX_SPOT_FIXES = 8
+
+
 def _decode(raw: bytes) -> object:
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise ParseError(f"message must be bytes, not {type(raw).__name__}")
     if not raw:
         raise ParseError("empty message")
-    # (No "as exc" on the hot path: binding orjson's error costs more than the
-    # failed decode itself. Its message is fetched again only when all fails.)
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        at = exc.pos
     raw = bytes(raw)
+    # The gateway's usual fault: a raw control character inside a string. orjson
+    # says where it stopped; escape that character and go on (a few times at most,
+    # and only where the byte there really is one), else take the general path.
+    fixed = raw
+    for _ in range(_MAX_SPOT_FIXES):
+        if not (0 <= at < len(fixed)) or fixed[at] not in _CONTROL_SET:
+            break
+        fixed = b"%s\\u%04x%s" % (fixed[:at], fixed[at], fixed[at + 1 :])
+        try:
+            return orjson.loads(fixed)
+        except orjson.JSONDecodeError as exc:
+            at = exc.pos
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -329,3 +329,16 @@ def test_no_nan_in_any_line_for_any_float_value(sample_bytes):
         for line in to_lines(raw):
             point = read_line(line)
             assert all(not (isinstance(v, float) and math.isnan(v)) for v in point.fields.values())
+
+
+def test_raw_control_characters_inside_strings_keep_their_meaning(sample_bytes):
+    from edge.parser import _decode
+
+    # One (the sample), several, more than the spot fixes handle, and one after
+    # non-ASCII text (where orjson's character position is not the byte offset).
+    many = b'{"a": "' + b"".join(bytes([c]) + b"x" for c in range(1, 32) if c not in (9, 10, 13)) + b'"}'
+    assert _decode(many)["a"] == "".join(chr(c) + "x" for c in range(1, 32) if c not in (9, 10, 13))
+    assert _decode('{"a": "é\x08ü", "b": "\x01"}'.encode())["a"] == "é\x08ü"
+    assert _decode(b'{"a": "tab\there\nnewline"}')["a"] == "tab\there\nnewline"
+    assert json.loads(sample_bytes, strict=False) == _decode(sample_bytes)
+    assert len(to_lines(sample_bytes.replace(b"PhotoVolatic", b"Photo\x07Volatic"))) == 17
