@@ -27,11 +27,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from prometheus_client import Counter, Gauge
 
 from edge import logs
+from edge.consumer_lag import LagGauge
 from edge.dlq import dlq_headers
 from edge.kafka_config import consumer_config, producer_config
 from edge.lifecycle import StopSignal
 from edge.offsets import OffsetTracker
 from edge.parser import ParseError, TimeZones, parse
+from edge.service_runtime import ServiceRuntime, wait_for_kafka
 from edge.settings import ParserSettings
 
 MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
@@ -42,6 +44,7 @@ EMPTY_POINTS = Counter("edge_parser_empty_points", "Points not emitted: no field
 REWINDS = Counter("edge_parser_rewinds", "Partitions rewound after a failed delivery")
 IN_FLIGHT = Gauge("edge_parser_in_flight", "Produced records not yet acknowledged")
 LAST_COMMIT = Gauge("edge_parser_last_commit_timestamp", "Unix time of the last successful commit")
+CONSUMER_LAG = Gauge("edge_parser_consumer_lag", "Raw records not yet fetched, per partition", ["partition"])
 
 COMMIT_INTERVAL_S = 1.0
 SHUTDOWN_FLUSH_S = 6.0
@@ -49,10 +52,13 @@ CONSUME_BATCH = 500
 
 
 class ParserService:
-    def __init__(self, settings: ParserSettings, stop: StopSignal, log, *, client_id: str = "edge-parser"):
+    def __init__(self, settings: ParserSettings, stop: StopSignal, log, *, client_id: str = "edge-parser",
+                 runtime: ServiceRuntime | None = None):
         self.settings = settings
         self.stop = stop
         self.log = log
+        self.runtime = runtime or ServiceRuntime("parser", settings.metrics, log, env={})
+        self.lag = LagGauge(CONSUMER_LAG)
         kafka = settings.kafka
         self.raw_topic = kafka.raw_topic
         self.parsed_topic = kafka.parsed_topic
@@ -76,7 +82,10 @@ class ParserService:
         )
         self.log.info("started", raw=self.raw_topic, parsed=self.parsed_topic, dlq=self.dlq_topic)
         try:
+            if wait_for_kafka(self.consumer, self.raw_topic, self.runtime, self.stop, self.log):
+                self.runtime.ready(f"parsing {self.raw_topic} -> {self.parsed_topic}")
             while not self.stop.is_set():
+                self.runtime.alive()
                 self._step()
         finally:
             self._shutdown()
@@ -96,6 +105,7 @@ class ParserService:
         if self.failed:
             self._rewind()
         IN_FLIGHT.set(self.tracker.in_flight)
+        self.lag.refresh(self.consumer)
         if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self._commit()
 
@@ -242,6 +252,7 @@ class ParserService:
 
     def _shutdown(self) -> None:
         self.log.info("stopping", signal=self.stop.signal_name)
+        self.runtime.stopping()
         remaining = self.producer.flush(SHUTDOWN_FLUSH_S)
         if remaining:
             self.log.warning("stopping with unacknowledged records", records=remaining)
@@ -260,8 +271,6 @@ def run(args: argparse.Namespace) -> int:
         settings.parser.group_id = args.group_id
     log = logs.configure(settings.log, "parser")
     stop = StopSignal().install()
-    if settings.metrics.enabled and settings.metrics.port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics.port, addr=settings.metrics.host)
-    return ParserService(settings, stop, log).run()
+    runtime = ServiceRuntime("parser", settings.metrics, log)
+    runtime.start_metrics()
+    return ParserService(settings, stop, log, runtime=runtime).run()
