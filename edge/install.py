@@ -1,0 +1,148 @@
+"""``edge install``: the systemd units, a commented config skeleton, credential slots.
+
+What it writes under ``--prefix`` (default ``/``):
+
+- ``etc/systemd/system/edge-{bridge,parser,sink,archive}.service`` and
+  ``edge-archive.timer`` from ``deploy/systemd/``, with ``ExecStart=`` pointing at
+  this installation's ``edge`` (the units are ours: rewritten on every install;
+  local changes belong in drop-ins, ``systemctl edit <unit>``);
+- ``etc/edge/edge.toml`` from ``deploy/edge.toml`` (0644) only when there is none:
+  an operator's configuration is never overwritten;
+- ``etc/edge/credentials/`` (0700) with an empty root-only (0600) file for each
+  secret a unit loads with ``LoadCredential=`` (a missing file would fail the
+  start); existing files are kept.
+
+No system user is created: the units run with ``DynamicUser=yes`` (systemd
+allocates the user while a unit runs; the archive's state directory follows it).
+Then ``systemctl daemon-reload`` when installing into ``/`` on a host where
+systemd runs. Enabling is left to the operator (README, Operations). ``--dry-run``
+prints what would change and touches nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+UNIT_NAMES = (
+    "edge-bridge.service",
+    "edge-parser.service",
+    "edge-sink.service",
+    "edge-archive.service",
+    "edge-archive.timer",
+)
+LONG_RUNNING = ("edge-bridge.service", "edge-parser.service", "edge-sink.service")
+PACKAGED_EXEC = "/opt/edge/.venv/bin/edge"
+CREDENTIALS = ("amqp_password", "amqp_client_key", "kafka_password", "influx_password", "aws_credentials")
+# ProtectHome= hides these from the services: an `edge` there cannot start.
+HIDDEN_BY_PROTECT_HOME = ("/home/", "/root/", "/run/user/")
+
+
+@dataclass
+class Step:
+    path: Path
+    content: bytes | None  # None: a directory
+    mode: int
+    overwrite: bool
+
+    def action(self) -> str:
+        """What applying this step would do: create, update, keep (exists), same."""
+        if self.content is None:
+            return "same" if self.path.is_dir() else "create"
+        if not self.path.exists():
+            return "create"
+        if not self.overwrite:
+            return "keep"
+        return "same" if self.path.read_bytes() == self.content else "update"
+
+
+def render_unit(text: str, edge_exec: str) -> str:
+    """The unit as shipped, with ``ExecStart=`` naming this installation's ``edge``."""
+    return text.replace(PACKAGED_EXEC, edge_exec)
+
+
+def default_edge_exec() -> str:
+    beside = Path(sys.executable).parent / "edge"  # the venv's console script
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("edge")
+    return found or PACKAGED_EXEC
+
+
+def plan(prefix: Path, edge_exec: str, source: Path = DEPLOY) -> list[Step]:
+    etc = prefix / "etc"
+    steps: list[Step] = []
+    for name in UNIT_NAMES:
+        text = (source / "systemd" / name).read_text(encoding="utf-8")
+        steps.append(Step(etc / "systemd" / "system" / name, render_unit(text, edge_exec).encode(), 0o644, True))
+    steps.append(Step(etc / "edge", None, 0o755, False))
+    steps.append(Step(etc / "edge" / "edge.toml", (source / "edge.toml").read_bytes(), 0o644, False))
+    steps.append(Step(etc / "edge" / "credentials", None, 0o700, False))
+    for name in CREDENTIALS:
+        steps.append(Step(etc / "edge" / "credentials" / name, b"", 0o600, False))
+    return steps
+
+
+def apply(step: Step) -> None:
+    if step.content is None:
+        step.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(step.path, step.mode)
+        return
+    step.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = step.path.with_name(f".{step.path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, step.mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(step.content)
+    os.chmod(tmp, step.mode)
+    os.replace(tmp, step.path)
+
+
+def systemd_running() -> bool:
+    return Path("/run/systemd/system").is_dir()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prefix", default="/", help="install under this root (default: /)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    parser.add_argument("--edge-exec", help=f"the edge executable the units start (default: this installation's, "
+                        f"else {PACKAGED_EXEC})")
+
+
+def run(args: argparse.Namespace) -> int:
+    prefix = Path(args.prefix)
+    edge_exec = args.edge_exec or default_edge_exec()
+    if not os.path.isabs(edge_exec):
+        print(f"edge install: --edge-exec must be an absolute path, got {edge_exec}", file=sys.stderr)
+        return 2
+    if edge_exec.startswith(HIDDEN_BY_PROTECT_HOME):
+        print(f"edge install: warning: {edge_exec} is under a directory the units hide (ProtectHome=yes); "
+              f"install the project under /opt/edge (or pass --edge-exec)", file=sys.stderr)
+    steps = plan(prefix, edge_exec)
+    for step in steps:
+        action = step.action()
+        label = {"keep": "keep (exists, not overwritten)", "same": "unchanged"}.get(action, action)
+        print(f"{label:32s} {step.path}")
+        if not args.dry_run and action in ("create", "update"):
+            apply(step)
+    if args.dry_run:
+        print("dry run: nothing changed")
+        return 0
+    if prefix.resolve() == Path("/") and systemd_running():
+        subprocess.run(["systemctl", "daemon-reload"], check=True)
+        print("systemctl daemon-reload: done")
+    else:
+        print("systemd not running here (or not installing into /): no daemon-reload")
+    config = prefix / "etc" / "edge" / "edge.toml"
+    print(
+        "\nnext:\n"
+        f"  edit {config}, put secrets in {prefix / 'etc/edge/credentials'}/ (0600)\n"
+        f"  {edge_exec} config check --config {config}\n"
+        f"  systemctl enable --now {' '.join(LONG_RUNNING)} edge-archive.timer"
+    )
+    return 0
