@@ -38,15 +38,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from edge import logs
+from edge.consumer_lag import LagGauge
 from edge.batch import BatchLimits, PartitionBuffer, body_is_clean, split_bad_records, take_counts, write_due
 from edge.dlq import dlq_headers
 from edge.influx_errors import Outcome, RetryLater, WriteResult, find_rejected
 from edge.influx_writer import InfluxWriter
 from edge.kafka_config import consumer_config, producer_config
 from edge.lifecycle import StopSignal
+from edge.service_runtime import ServiceRuntime, wait_for_kafka
 from edge.settings import SinkSettings
 
 # ---------------------------------------------------------------- metrics
@@ -57,6 +59,12 @@ WRITE_RETRIES = Counter("edge_sink_write_retries", "Write attempts that failed a
 DLQ_RECORDS = Counter("edge_sink_dlq_records", "Records sent to the DLQ", ["reason"])
 BUFFERED_LINES = Gauge("edge_sink_buffered_lines", "Records consumed and not yet written")
 PAUSED = Gauge("edge_sink_paused", "1 while fetching is paused (InfluxDB unavailable or buffer full)")
+BATCH_LINES = Histogram("edge_sink_batch_lines", "Records per write request that InfluxDB answered",
+                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000))
+WRITE_SECONDS = Histogram("edge_sink_write_seconds", "Duration of one /write request (any answer)",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+LAST_WRITE = Gauge("edge_sink_last_write_timestamp", "Unix time of the last batch InfluxDB stored")
+CONSUMER_LAG = Gauge("edge_sink_consumer_lag", "Parsed records not yet fetched, per partition", ["partition"])
 
 
 class Backoff:
@@ -146,11 +154,14 @@ class WritePool:
 
 
 class Sink:
-    def __init__(self, settings: SinkSettings, stop: StopSignal, log, *, client_id: str = "edge-sink"):
+    def __init__(self, settings: SinkSettings, stop: StopSignal, log, *, client_id: str = "edge-sink",
+                 runtime: ServiceRuntime | None = None):
         self.settings = settings
         self.options = settings.sink
         self.stop = stop
         self.log = log
+        self.runtime = runtime or ServiceRuntime("sink", settings.metrics, log, env={})
+        self.lag = LagGauge(CONSUMER_LAG)
         self.topic = settings.kafka.parsed_topic
         self.dlq_topic = settings.kafka.dlq_topic
         self.limits = BatchLimits(
@@ -191,7 +202,10 @@ class Sink:
                       write_concurrency=self.pool.size)
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
+        if wait_for_kafka(self.consumer, self.topic, self.runtime, self.stop, self.log):
+            self.runtime.ready(f"writing {self.topic} -> {self.settings.influxdb.database}")
         while not self.stop.is_set():
+            self.runtime.alive()
             try:
                 self._step()
             except Exception as exc:  # never crash: log, back off, keep the offsets
@@ -216,6 +230,7 @@ class Sink:
         if self._resync_pause:
             self._apply_pause()
         self._update_backpressure()
+        self.lag.refresh(self.consumer)
 
     def _enough_held(self) -> bool:
         return self.pool.free == 0 and self.total_lines >= self.limits.max_lines * (self.pool.size + 1)
@@ -343,7 +358,8 @@ class Sink:
                 request.result = result
                 return
             self.database_ready = True
-        result = writer.write(body)
+        with WRITE_SECONDS.time():
+            result = writer.write(body)
         if result.outcome is Outcome.DATABASE_MISSING and self.settings.influxdb.create_database:
             created = writer.ensure_database(self.options.retention_duration)
             result = writer.write(body) if created.ok else created
@@ -389,10 +405,13 @@ class Sink:
         self._commit([TopicPartition(self.topic, buf.partition, next_offset)], asynchronous=True)
         LINES_WRITTEN.inc(request.written)
         BATCHES_WRITTEN.inc()
+        BATCH_LINES.observe(n)
+        LAST_WRITE.set_to_current_time()
         for _msg, reason, _why in request.dead:
             DLQ_RECORDS.labels(reason=reason).inc()
         if self.failing is not None:
             self.log.info("resumed", after_attempts=self.backoff.attempts, last_error=self.failing.error[:300])
+            self.runtime.status(f"writing {self.topic} -> {self.settings.influxdb.database}")
             self.failing = None
             self.backoff.reset()
         if not self.connected_logged:
@@ -450,6 +469,7 @@ class Sink:
         if self.failing is None:
             self.log.warning("influxdb_unavailable", status=result.status, error=result.error[:500],
                              retry_in_s=round(delay, 2))
+            self.runtime.status("InfluxDB unavailable: paused, retrying")
         self.failing = result
         self._pause(reason="influxdb_unavailable")
 
@@ -541,6 +561,7 @@ class Sink:
     def _shutdown(self) -> None:
         self.stop_deadline = time.monotonic() + self.options.shutdown_flush_s
         self.log.info("stopping", signal=self.stop.signal_name, buffered_lines=self.total_lines)
+        self.runtime.stopping()
         # Write what is held (one last try even while InfluxDB was failing: it may
         # be back), as long as the deadline allows; abandon what is still running.
         self.failing = None
@@ -573,8 +594,6 @@ def run(args: argparse.Namespace) -> int:
         settings.sink.group_id = args.group_id
     log = logs.configure(settings.log, "sink")
     stop = StopSignal().install()
-    if settings.metrics.enabled and settings.metrics.port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics.port, addr=settings.metrics.host)
-    return Sink(settings, stop, log).run()
+    runtime = ServiceRuntime("sink", settings.metrics, log)
+    runtime.start_metrics()
+    return Sink(settings, stop, log, runtime=runtime).run()
