@@ -151,6 +151,9 @@ class Bridge:
     def _on_kafka_error(self, err: KafkaError) -> None:
         if err.fatal():
             self.producer_fatal = err
+        elif err.code() == KafkaError._AUTHENTICATION and not self.kafka_unreachable:
+            self.kafka_unreachable = True
+            self.log.error("kafka_unreachable", error=f"kafka: SASL authentication failed: {err.str()}")
         elif err.code() in _UNREACHABLE_ERRORS and not self.kafka_unreachable:
             self.kafka_unreachable = True
             self.log.warning("kafka_unreachable", error=err.str())
@@ -343,7 +346,8 @@ class Bridge:
             except amqp_client.CONNECTION_ERRORS as exc:
                 self._abandon_channel()
                 delay = backoff.next()
-                self.log.warning("amqp_disconnected", error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
+                self.log.warning("amqp_disconnected", error=amqp_client.describe_error(exc, self.settings.amqp),
+                                 retry_in_s=round(delay, 2))
                 self.stop.wait(delay)
         self._shutdown()
         return 0

@@ -72,12 +72,16 @@ class AmqpSettings(_Section):
     declare_queue: bool = True
     queue_type: str = "classic"
     heartbeat_s: int = 30
-    # TLS (AMQPS). Hostname verification is on whenever TLS is.
+    # TLS (AMQPS, usually port 5671): TLS 1.2+, the server certificate verified
+    # against ca_file (else the system trust store) and, unless verify_hostname is
+    # false, its name against server_hostname (else host). cert_file/key_file: a
+    # client certificate, when the broker asks for one.
     tls: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
     server_hostname: str | None = None
+    verify_hostname: bool = True
 
     @model_validator(mode="after")
     def _password_from_file(self) -> "AmqpSettings":
@@ -96,6 +100,10 @@ class KafkaSettings(_Section):
     client: dict[str, str | int | float | bool] = Field(default_factory=dict)
     # Secret librdkafka properties (e.g. sasl.password) read from files.
     client_secret_files: dict[str, str] = Field(default_factory=dict)
+    # The SASL password as a secret of its own (EDGE_KAFKA__SASL_PASSWORD, or a
+    # file): masked wherever settings are shown; becomes sasl.password.
+    sasl_password: SecretStr | None = None
+    sasl_password_file: str | None = None
 
     @property
     def raw_topic(self) -> str:
@@ -113,6 +121,9 @@ class KafkaSettings(_Section):
         """librdkafka configuration common to every client of this project."""
         conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
         conf.update(self.client)
+        password = read_secret_file(self.sasl_password_file) or self.sasl_password
+        if password is not None:
+            conf["sasl.password"] = password.get_secret_value()
         for key, path in self.client_secret_files.items():
             secret = read_secret_file(path)
             if secret is not None:

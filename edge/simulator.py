@@ -14,6 +14,7 @@ publish time.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -129,7 +130,19 @@ def run(args: argparse.Namespace) -> int:
     settings = SimulatorSettings.load(args.config)
     stop = StopSignal().install()
     count = None if args.duration is not None else (args.count if args.count is not None else 100)
-    summary = publish(
+    try:
+        summary = _publish_from_args(settings, args, count, stop)
+    except amqp_client.CONNECTION_ERRORS as exc:
+        # One line naming the hop and the cause (wrong password, untrusted
+        # certificate ...), never the password; nothing was confirmed after it.
+        print(f"simulate: {amqp_client.describe_error(exc, settings.amqp)}", file=sys.stderr, flush=True)
+        return 1
+    print(summary.line(), flush=True)
+    return 0
+
+
+def _publish_from_args(settings: SimulatorSettings, args: argparse.Namespace, count, stop) -> SimulationSummary:
+    return publish(
         settings,
         count=count,
         sites=args.sites,
@@ -140,5 +153,3 @@ def run(args: argparse.Namespace) -> int:
         sample=args.sample,
         stop=stop,
     )
-    print(summary.line(), flush=True)
-    return 0
