@@ -48,6 +48,7 @@ from edge.amqp_acks import AckTracker
 from edge.amqp_headers import kafka_headers
 from edge.kafka_config import producer_config
 from edge.lifecycle import StopSignal
+from edge.service_runtime import ServiceRuntime
 from edge.settings import BridgeSettings
 
 CLIENT_NAME = "edge-bridge"
@@ -61,6 +62,7 @@ REJECTED = Counter("edge_bridge_rejected", "AMQP deliveries Kafka refused for go
 DEAD_LETTERED = Counter("edge_bridge_dead_lettered", "Refused deliveries republished to the AMQP dead-letter queue")
 RECONNECTS = Counter("edge_bridge_reconnects", "RabbitMQ reconnections")
 IN_FLIGHT = Gauge("edge_bridge_in_flight", "deliveries waiting for their Kafka delivery report")
+LAST_ACK = Gauge("edge_bridge_last_ack_timestamp", "Unix time of the last ack to RabbitMQ after Kafka acknowledged")
 
 # Delivery errors no retry can fix: the record itself is unacceptable.
 _PERMANENT_ERRORS = {
@@ -107,8 +109,9 @@ class Backoff:
 
 
 class Bridge:
-    def __init__(self, settings: BridgeSettings, stop: StopSignal, log) -> None:
+    def __init__(self, settings: BridgeSettings, stop: StopSignal, log, runtime: ServiceRuntime | None = None) -> None:
         self.settings = settings
+        self.runtime = runtime or ServiceRuntime("bridge", settings.metrics, log, env={})
         self.options = settings.bridge
         self.topic = settings.kafka.raw_topic
         self.stop = stop
@@ -278,6 +281,8 @@ class Bridge:
                 self.delivery_backoff.reset()
             ACKED.inc(settlement.acked)
             self.acked_total += settlement.acked
+            if settlement.acked:
+                LAST_ACK.set_to_current_time()
             NACKED.inc(len(settlement.nack))
             REJECTED.inc(len(settlement.reject))
             if settlement.nack:
@@ -325,6 +330,7 @@ class Bridge:
 
     def _consume(self) -> None:
         while not self.stop.is_set():
+            self.runtime.alive()
             self._maybe_resume()
             self.connection.process_data_events(time_limit=LOOP_INTERVAL_S)
             self.producer.poll(0)
@@ -342,18 +348,29 @@ class Bridge:
                     RECONNECTS.inc()
                 connected_before = True
                 backoff.reset()
+                self.runtime.ready(f"bridging {self.settings.amqp.queue} -> {self.topic}")
                 self._consume()
             except amqp_client.CONNECTION_ERRORS as exc:
                 self._abandon_channel()
                 delay = backoff.next()
                 self.log.warning("amqp_disconnected", error=amqp_client.describe_error(exc, self.settings.amqp),
                                  retry_in_s=round(delay, 2))
-                self.stop.wait(delay)
+                self.runtime.status("RabbitMQ unreachable: reconnecting")
+                self._wait(delay)
         self._shutdown()
         return 0
 
+    def _wait(self, seconds: float) -> None:
+        """Sleep until ``seconds`` passed or SIGTERM, keeping the watchdog fed."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
+            self.runtime.alive()
+            if time.monotonic() >= deadline:
+                return
+
     def _shutdown(self) -> None:
         self.log.info("stopping", signal=self.stop.signal_name)
+        self.runtime.stopping()
         deadline = time.monotonic() + self.options.shutdown_flush_s
         channel_ok = self.channel is not None and self.channel.is_open
         try:
@@ -384,4 +401,6 @@ def run(args: argparse.Namespace) -> int:
     log = logs.configure(settings.log, "bridge")
     stop = StopSignal().install()
     log.info("starting", queue=settings.amqp.queue, topic=settings.kafka.raw_topic, bootstrap=settings.kafka.bootstrap_servers)
-    return Bridge(settings, stop, log).run()
+    runtime = ServiceRuntime("bridge", settings.metrics, log)
+    runtime.start_metrics()
+    return Bridge(settings, stop, log, runtime=runtime).run()

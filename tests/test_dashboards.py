@@ -1,0 +1,150 @@
+"""Grafana provisioning: the dashboards load, every query names what exists (a
+measurement, field and tag the parser produces for sample.json, or a metric the
+services export), and every datasource reference resolves to a provisioned uid."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.parser import to_lines
+from tests.support.lineproto import read_line
+
+GRAFANA = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+
+_FROM = re.compile(r'\bFROM\s+"([^"]+)"', re.IGNORECASE)
+_SELECTED = re.compile(r'\b(?:mean|max|min|last|sum|count|median)\("([^"]+)"\)', re.IGNORECASE)
+_WHERE_TAG = re.compile(r'"([^"]+)"\s*=~')
+_GROUP = re.compile(r"GROUP BY (.*?)(?: fill\(|$)", re.IGNORECASE)
+_SHOW_TAG = re.compile(r'SHOW TAG VALUES(?: FROM "([^"]+)")? WITH KEY = "([^"]+)"', re.IGNORECASE)
+_METRIC = re.compile(r"\b(edge_[a-z0-9_]+)\b")
+
+
+@pytest.fixture(scope="module")
+def data_model(sample_bytes) -> dict[str, dict[str, set[str]]]:
+    """measurement -> {"fields": ..., "tags": ...} from the parser's output for sample.json."""
+    model: dict[str, dict[str, set[str]]] = {}
+    for line in to_lines(sample_bytes):
+        point = read_line(line)
+        entry = model.setdefault(point.measurement, {"fields": set(), "tags": set()})
+        entry["fields"] |= set(point.fields)
+        entry["tags"] |= set(point.tags)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported_metrics() -> set[str]:
+    """Every sample name the services' prometheus_client registry exposes."""
+    import edge.archiver  # noqa: F401
+    import edge.bridge  # noqa: F401
+    import edge.parser_service  # noqa: F401
+    import edge.sink  # noqa: F401
+    from prometheus_client import REGISTRY
+
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names.add(family.name)
+        names |= {sample.name for sample in family.samples}
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        if family.type == "histogram":
+            names |= {family.name + s for s in ("_bucket", "_sum", "_count")}
+    return {n for n in names if n.startswith("edge_")}
+
+
+@pytest.fixture(scope="module")
+def datasources() -> dict[str, str]:
+    provisioned = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "edge.yaml").read_text())
+    assert provisioned["apiVersion"] == 1
+    return {ds["uid"]: ds["type"] for ds in provisioned["datasources"]}
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def _datasource_refs(dashboard: dict):
+    for panel in _panels(dashboard):
+        yield panel["title"], panel.get("datasource")
+        for target in panel.get("targets", []):
+            yield f"{panel['title']} / {target['refId']}", target.get("datasource")
+    for var in dashboard.get("templating", {}).get("list", []):
+        if "datasource" in var:
+            yield f"variable {var['name']}", var["datasource"]
+
+
+def test_there_are_the_two_dashboards_and_their_provider():
+    assert [p.name for p in DASHBOARDS] == ["microgrid.json", "pipeline-health.json"]
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "edge.yaml").read_text())
+    assert provider["apiVersion"] == 1 and provider["providers"][0]["type"] == "file"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_dashboard_loads_and_its_datasources_resolve(path, datasources):
+    dashboard = json.loads(path.read_text())
+    assert dashboard["uid"] and dashboard["title"] and _panels(dashboard)
+    ids = [p["id"] for p in _panels(dashboard)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for where, ref in _datasource_refs(dashboard):
+        assert isinstance(ref, dict) and ref.get("uid") in datasources, f"{path.name}: {where}: {ref}"
+        assert ref.get("type") == datasources[ref["uid"]], f"{path.name}: {where}: type {ref}"
+    for panel in _panels(dashboard):
+        assert panel.get("targets"), f"{path.name}: {panel['title']} has no query"
+
+
+def test_every_influxql_query_names_a_measurement_field_and_tag_of_the_data_model(data_model):
+    dashboard = json.loads((GRAFANA / "dashboards" / "microgrid.json").read_text())
+    checked = 0
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            query = target["query"]
+            measurements = _FROM.findall(query)
+            fields = _SELECTED.findall(query)
+            assert measurements and fields, f"{panel['title']}: {query}"
+            for measurement in measurements:
+                assert measurement in data_model, f"{panel['title']}: no measurement {measurement}"
+                for field in fields:
+                    assert field in data_model[measurement]["fields"], f"{panel['title']}: {measurement}.{field}"
+                tags = set(_WHERE_TAG.findall(query))
+                group = _GROUP.search(query)
+                tags |= set(re.findall(r'"([^"]+)"', group.group(1))) if group else set()
+                assert tags <= data_model[measurement]["tags"], f"{panel['title']}: tags {tags}"
+                assert {"site_id", "service_id"} <= tags, f"{panel['title']}: per site and service"
+                checked += 1
+    for var in dashboard["templating"]["list"]:
+        measurement, key = _SHOW_TAG.search(var["query"]).groups()
+        assert any(key in m["tags"] for name, m in data_model.items() if measurement in (None, name)), var
+    # The panels the operators asked for are there.
+    titles = " | ".join(p["title"] for p in _panels(dashboard)).lower()
+    for wanted in ("state of charge", "cell voltages", "pv generation", "ev charger", "converter", "temperature"):
+        assert wanted in titles, wanted
+    assert checked >= 10
+
+
+def test_every_promql_query_names_an_exported_metric(exported_metrics):
+    dashboard = json.loads((GRAFANA / "dashboards" / "pipeline-health.json").read_text())
+    used: set[str] = set()
+    for panel in _panels(dashboard):
+        for target in panel["targets"]:
+            metrics = set(_METRIC.findall(target["expr"]))
+            assert metrics, f"{panel['title']}: {target['expr']}"
+            missing = metrics - exported_metrics
+            assert not missing, f"{panel['title']}: not exported: {missing}"
+            used |= metrics
+    for var in dashboard["templating"]["list"]:
+        assert set(_METRIC.findall(var["query"]["query"])) <= exported_metrics
+    titles = " | ".join(p["title"] for p in _panels(dashboard)).lower()
+    for wanted in ("throughput", "lag", "dead-lettered", "retries", "last success"):
+        assert wanted in titles, wanted
+    for family in ("edge_parser_consumer_lag", "edge_sink_consumer_lag", "edge_parser_dlq_records_total",
+                   "edge_sink_dlq_records_total", "edge_sink_write_retries_total", "edge_sink_write_seconds_bucket"):
+        assert family in used, family
