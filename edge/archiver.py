@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from edge import archive_plan as plan
 from edge import parquet_schema as schema
 from edge.archive_store import ArchiveStore, FileDigest, LocalStore, file_digest
-from edge.influx_export import InfluxArchiveSource
+from edge.influx_export import InfluxArchiveSource, InfluxError
 from edge.settings import ArchiveSettings
 
 
@@ -493,17 +493,22 @@ def run(args: argparse.Namespace) -> int:
     if args.older_than is not None and (args.start or args.end):
         print("edge archive: --older-than and --start/--end are exclusive", file=sys.stderr)
         return 2
-    summary = archive(
-        settings,
-        args.start,
-        args.end,
-        older_than_days=args.older_than,
-        keep=args.keep,
-        delete=True if args.delete else None,
-        dry_run=args.dry_run,
-        measurements=args.measurements,
-        log=log,
-    )
+    try:
+        summary = archive(
+            settings,
+            args.start,
+            args.end,
+            older_than_days=args.older_than,
+            keep=args.keep,
+            delete=True if args.delete else None,
+            dry_run=args.dry_run,
+            measurements=args.measurements,
+            log=log,
+        )
+    except InfluxError as exc:  # refused before any window (credentials, TLS): nothing done
+        log.error("archive failed", error=str(exc))
+        print(f"archive: {exc}", file=sys.stderr)
+        return 1
     if not args.dry_run:
         print(f"archive: {summary.line()}")
         for failure in summary.failures:

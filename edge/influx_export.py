@@ -17,13 +17,26 @@ from urllib.parse import urlparse
 import msgpack
 import requests
 from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError
 
 from edge import archive_plan as plan
+from edge.influx_errors import error_message
 from edge.settings import InfluxSettings
+
+# Least privilege for the archiver (InfluxDB 1.x): READ on the database to plan,
+# count and export, and WRITE on it for the bounded DELETE (InfluxDB asks for
+# WRITE, not admin, for DELETE): ``GRANT ALL ON <db> TO archiver``.
 
 
 class InfluxError(RuntimeError):
     pass
+
+
+def _refused(settings: InfluxSettings, status: int | None, message: str) -> InfluxError:
+    """InfluxDB's refusal in one line naming the hop and the user, never the password."""
+    if status in (401, 403):
+        return InfluxError(f"influxdb: {status} {message} (user {settings.username or '(none)'} at {settings.url})")
+    return InfluxError(f"influxdb: {status} {message}" if status else f"influxdb: {message}")
 
 
 def _verify(settings: InfluxSettings) -> bool | str:
@@ -62,7 +75,12 @@ class InfluxArchiveSource:
 
     def _rows(self, statement: str, method: str = "GET") -> list[dict]:
         """Series of a one-statement query: ``[{name, tags, columns, values}]``."""
-        result = self.client.query(statement, epoch="ns", method=method)
+        try:
+            result = self.client.query(statement, epoch="ns", method=method)
+        except InfluxDBClientError as exc:
+            raise _refused(self.settings, exc.code, error_message(str(exc.content))) from None
+        except requests.exceptions.SSLError as exc:
+            raise _refused(self.settings, None, f"TLS failure at {self.settings.url}: {exc}") from None
         raw = result.raw
         if raw.get("error"):
             raise InfluxError(raw["error"])
@@ -125,7 +143,10 @@ class InfluxArchiveSource:
             headers={"Accept": "application/x-msgpack"},
             stream=True,
             timeout=self.settings.timeout_s,
+            verify=self._session.verify,  # explicit: $REQUESTS_CA_BUNDLE must not replace it
         ) as resp:
+            if resp.status_code in (401, 403):
+                raise _refused(self.settings, resp.status_code, resp.text[:300].strip())
             if resp.status_code != 200:
                 raise InfluxError(f"export {window.label()}: HTTP {resp.status_code} {resp.text[:300]}")
             unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30)

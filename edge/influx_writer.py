@@ -8,6 +8,14 @@ refused" (the client turns both into exceptions and retries on its own, blocking
 
 Never raises for a server or network problem: every call returns a ``WriteResult``
 (``edge.influx_errors``) for the caller to act on.
+
+Security: HTTP basic authentication (``username``/``password``) on every request;
+for ``https://`` URLs the server certificate is verified against ``ca_file`` (else
+the system trust store; ``verify_tls = false`` only for a lab). Refusals say so:
+``influxdb: 401 authorization failed for user sink at https://...``, never the
+password. With least privilege (WRITE on the database only) the user may not
+``CREATE DATABASE``; that refusal is not an error: the database is expected to
+exist, and a missing one shows as ``database not found`` on the next write.
 """
 
 from __future__ import annotations
@@ -31,8 +39,9 @@ class InfluxWriter:
         if influx.username:
             password = influx.password.get_secret_value() if influx.password else ""
             self.session.auth = (influx.username, password)
-        if self.base_url.startswith("https"):
-            self.session.verify = influx.ca_file or influx.verify_tls
+        # Passed with every request: requests lets $REQUESTS_CA_BUNDLE replace a
+        # session-level setting, and the configured CA must win.
+        self.verify: bool | str = (influx.ca_file or influx.verify_tls) if self.base_url.startswith("https") else True
         self.connect_timeout_s = connect_timeout_s
         self.write_params = {"db": influx.database, "precision": "ns"}
         if influx.retention_policy:
@@ -48,13 +57,36 @@ class InfluxWriter:
                 params=params,
                 data=data,
                 timeout=(min(self.connect_timeout_s, read_timeout), read_timeout),
+                verify=self.verify,
             )
         except requests.RequestException as exc:
-            return WriteResult(Outcome.RETRY, None, f"{type(exc).__name__}: {exc}")
+            return WriteResult(Outcome.RETRY, None, self._describe(exc))
         if 200 <= resp.status_code < 300:
             return WriteResult(Outcome.OK, resp.status_code)
-        message = error_message(resp.content, resp.headers.get("X-Influxdb-Error"))
+        message = self._refusal(resp.status_code, error_message(resp.content, resp.headers.get("X-Influxdb-Error")))
+        if message.startswith("influxdb: plain HTTP"):
+            return WriteResult(Outcome.RETRY, resp.status_code, message)
         return classify(resp.status_code, message)
+
+    def _refusal(self, status: int, message: str) -> str:
+        if status == 400 and "HTTP request to an HTTPS server" in message:
+            # Go's answer on a TLS port, not a verdict on the lines.
+            return f"influxdb: plain HTTP sent to the HTTPS port at {self.base_url} (use https:// in influxdb.url)"
+        if status in (401, 403):
+            user = self.settings.username or "(none)"
+            return f"influxdb: {status} {message} (user {user} at {self.base_url})"
+        return message
+
+    def _describe(self, exc: requests.RequestException) -> str:
+        """A network failure in one line, naming TLS trouble as such."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            text = str(exc)
+            for marker in ("certificate verify failed: ", "SSL: "):
+                if marker in text:
+                    text = text.split(marker, 1)[1].split(" (_ssl")[0]
+                    break
+            return f"influxdb: TLS failure at {self.base_url}: {text} (ca_file={self.settings.ca_file or 'system trust store'})"
+        return f"{type(exc).__name__}: {exc}"
 
     def write(self, body: bytes, timeout_s: float | None = None) -> WriteResult:
         """Write newline-joined line-protocol lines (ns precision) in one request."""
@@ -72,10 +104,11 @@ class InfluxWriter:
                 f"{self.base_url}/query",
                 params={"q": q},
                 timeout=(min(self.connect_timeout_s, read_timeout), read_timeout),
+                verify=self.verify,
             )
         except requests.RequestException as exc:
-            return WriteResult(Outcome.RETRY, None, f"{type(exc).__name__}: {exc}")
-        message = error_message(resp.content, resp.headers.get("X-Influxdb-Error"))
+            return WriteResult(Outcome.RETRY, None, self._describe(exc))
+        message = self._refusal(resp.status_code, error_message(resp.content, resp.headers.get("X-Influxdb-Error")))
         if 200 <= resp.status_code < 300:
             try:
                 errors = [r["error"] for r in resp.json().get("results", []) if "error" in r]
@@ -88,7 +121,7 @@ class InfluxWriter:
 
     def ping(self, timeout_s: float = 2.0) -> bool:
         try:
-            resp = self.session.get(f"{self.base_url}/ping", timeout=timeout_s)
+            resp = self.session.get(f"{self.base_url}/ping", timeout=timeout_s, verify=self.verify)
         except requests.RequestException:
             return False
         return resp.status_code == 204
@@ -105,6 +138,9 @@ class InfluxWriter:
             return WriteResult(Outcome.OK)
         db = _quote_ident(self.settings.database)
         result = self.query(f"CREATE DATABASE {db}", timeout_s)
+        if not result.ok and "requires admin privilege" in result.error:
+            # A least-privilege user (WRITE on the database): the operator made it.
+            return WriteResult(Outcome.OK, result.status, result.error)
         if not result.ok:
             return result
         rp = self.settings.retention_policy

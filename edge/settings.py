@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -148,6 +149,24 @@ class InfluxSettings(_Section):
         secret = read_secret_file(self.password_file)
         if secret is not None:
             self.password = secret
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_out_of_url(self) -> "InfluxSettings":
+        """``http://user:pass@host`` -> username/password fields and a URL without
+        them, so the URL can be logged and shown."""
+        parts = urlsplit(self.url)
+        if parts.username is None and parts.password is None:
+            return self
+        if parts.username and not self.username:
+            self.username = unquote(parts.username)
+        if parts.password is not None and self.password is None and not self.password_file:
+            self.password = SecretStr(unquote(parts.password))
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        self.url = urlunsplit(parts._replace(netloc=netloc))
         return self
 
 
