@@ -36,12 +36,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from prometheus_client import Gauge
 
 from edge import archive_plan as plan
 from edge import parquet_schema as schema
 from edge.archive_store import ArchiveStore, FileDigest, LocalStore, file_digest
 from edge.influx_export import InfluxArchiveSource, InfluxError
 from edge.settings import ArchiveSettings
+
+ROWS_EXPORTED = Gauge("edge_archive_rows_exported", "Rows exported to Parquet in this run")
+WINDOWS_DONE = Gauge("edge_archive_windows_done", "Windows handled in this run (exported, skipped or failed)")
+WINDOWS_FAILED = Gauge("edge_archive_windows_failed", "Windows that failed in this run")
 
 
 @dataclass
@@ -355,6 +360,7 @@ def archive(
     progress: bool | None = None,
     out=None,
     log=None,
+    runtime=None,
 ) -> ArchiveSummary:
     """Archive every window in [start, end) (default: older than the configured age).
 
@@ -410,7 +416,13 @@ def archive(
         # the run and skips phase 2: while S3 misbehaves nothing leaves InfluxDB.
         to_delete: list[tuple[plan.Window, int]] = []
         store_down = False
-        for w in windows:
+        for done, w in enumerate(windows):
+            if runtime is not None:  # systemctl status shows where a long run is
+                runtime.alive()
+                runtime.status(f"archiving {w.label()} ({done + 1}/{len(windows)})")
+            WINDOWS_DONE.set(done)
+            ROWS_EXPORTED.set(summary.rows)
+            WINDOWS_FAILED.set(summary.failed)
             try:
                 exported, skipped = summary.exported, summary.skipped
                 index = archiver.archive_window(w, summary)
@@ -488,8 +500,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge.logs import configure
 
+    from edge.service_runtime import ServiceRuntime
+
     settings = ArchiveSettings.load(getattr(args, "config", None))
     log = configure(settings.log, "archive")
+    runtime = ServiceRuntime("archive", settings.metrics, log)
+    runtime.start_metrics()
     if args.older_than is not None and (args.start or args.end):
         print("edge archive: --older-than and --start/--end are exclusive", file=sys.stderr)
         return 2
@@ -504,6 +520,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             measurements=args.measurements,
             log=log,
+            runtime=runtime,
         )
     except InfluxError as exc:  # refused before any window (credentials, TLS): nothing done
         log.error("archive failed", error=str(exc))
