@@ -130,6 +130,7 @@ def test_bridge_over_tls_with_the_right_ca_moves_every_message(tls_rabbit, kafka
     bridge = EdgeProcess(["bridge"], _bridge_env(edge_env, amqp, tmp_path / "amqp_password"), tmp_path / "bridge.log").start()
     try:
         reader.wait_count(40, timeout=30)
+        cmdline = open(f"/proc/{bridge.pid}/cmdline", "rb").read().decode(errors="replace")
         assert bridge.terminate() == 0
     finally:
         bridge.kill()
@@ -138,6 +139,7 @@ def test_bridge_over_tls_with_the_right_ca_moves_every_message(tls_rabbit, kafka
     assert _ready(amqp) == 0
     connected = _events(bridge.log(), "amqp_connected")
     assert connected and connected[0]["port"] == TLS_PORT
+    assert PASSWORD not in bridge.log() + cmdline
 
 
 # Each case: what is wrong, and what the log must say about it.
