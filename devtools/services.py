@@ -501,15 +501,30 @@ def default_moto() -> MotoInstance:
 # ---------------------------------------------------------------- commands
 
 
+def _start_or_reuse(name: str, port: int, ready, start) -> str:
+    """Start a default service, or use the one already answering on its port (as
+    for RabbitMQ: e.g. started by another clone); ``down`` leaves that one alone."""
+    if _read_pid(name) is None and port_open("127.0.0.1", port):
+        try:
+            if ready():
+                return "already running (not started by this script)"
+        except Exception as exc:
+            raise RuntimeError(f"port {port} is taken by something that does not answer as {name}: {exc}") from None
+    return start()
+
+
 def up() -> None:
     amqp = BridgeSettings.load().amqp
     _log(f"rabbitmq {amqp.host}:{amqp.port}: {rabbitmq_up(amqp)}")
     influx = default_influx()
-    _log(f"influxdb {influx.url}: {influx_start(influx)}")
+    state = _start_or_reuse(influx.name, influx.port, lambda: influx_ping(influx.url), lambda: influx_start(influx))
+    _log(f"influxdb {influx.url}: {state}")
     tansu = default_tansu()
-    _log(f"tansu {tansu.bootstrap}: {tansu_start(tansu)}")
+    state = _start_or_reuse(tansu.name, tansu.port, lambda: kafka_ready(tansu.bootstrap), lambda: tansu_start(tansu))
+    _log(f"tansu {tansu.bootstrap}: {state}")
     moto = default_moto()
-    _log(f"moto_server {moto.url}: {moto_start(moto)}")
+    state = _start_or_reuse(moto.name, moto.port, lambda: moto_ready(moto.url), lambda: moto_start(moto))
+    _log(f"moto_server {moto.url}: {state}")
 
 
 def down() -> None:
