@@ -14,6 +14,17 @@ import structlog
 from edge.settings import LogSettings
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written, not when logging was
+    configured (a stream replaced or closed since must not break logging)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(settings: LogSettings, service: str) -> structlog.stdlib.BoundLogger:
     level = getattr(logging, settings.level.upper(), logging.INFO)
     renderer = (
@@ -30,7 +41,7 @@ def configure(settings: LogSettings, service: str) -> structlog.stdlib.BoundLogg
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=True,
     )
     return structlog.get_logger().bind(service=service)
