@@ -7,11 +7,10 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-import pytest
 
 from tests.support.bridge_io import BackgroundPublisher
 from tests.support.kafka import group_lag
-from tests.support.pipeline import STAGES, Pipeline
+from tests.support.pipeline import STAGES, pipeline  # noqa: F401 (fixture)
 from tests.support.processes import wait_for
 
 START = datetime(2024, 7, 1, 0, 0, 0)
@@ -19,12 +18,6 @@ STOP_BOUND_S = 10.0
 MESSAGES = 2400
 RATE = 150.0  # msgs/s: the stream lasts ~16 s, long enough for three stop/restarts
 
-
-@pytest.fixture
-def pipeline(local_services, names, edge_env, tmp_path):
-    p = Pipeline(local_services, names, edge_env, tmp_path)
-    yield p
-    p.close()
 
 
 def test_sigterm_to_each_service_mid_stream_then_restart_gives_exact_counts(pipeline):

@@ -6,22 +6,15 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-import pytest
 
 from tests.support.bridge_io import BackgroundPublisher
-from tests.support.pipeline import STAGES, Pipeline, scrape, value
+from tests.support.pipeline import STAGES, pipeline, scrape, value  # noqa: F401 (fixture)
 from tests.support.processes import wait_for
 
 START = datetime(2024, 6, 1, 0, 0, 0)
 MESSAGES = 60
 POINTS = 17 * MESSAGES
 
-
-@pytest.fixture
-def pipeline(local_services, names, edge_env, tmp_path):
-    p = Pipeline(local_services, names, edge_env, tmp_path)
-    yield p
-    p.close()
 
 
 def test_counters_move_by_exactly_what_went_through(pipeline):

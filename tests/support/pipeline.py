@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import urllib.request
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.settings import AmqpSettings, KafkaSettings
@@ -67,3 +69,11 @@ class Pipeline:
                 proc.terminate()
         delete_queue(self.amqp)
         influx.execute(self.url, f'DROP DATABASE "{self.db}"')
+
+
+@pytest.fixture
+def pipeline(local_services, names, edge_env, tmp_path):
+    """A :class:`Pipeline` on this test's own queue, topics, database and groups."""
+    p = Pipeline(local_services, names, edge_env, tmp_path)
+    yield p
+    p.close()
