@@ -25,8 +25,11 @@ demo: services-up
 test: services-up
 	@$(PY) -m pytest -q -p no:cacheprovider tests
 
+# bench/quix_influx1_sink.py is not listed: bench/pipeline.py runs it in its own venv.
+BENCHES := bench/parser.py bench/pipeline.py bench/archive.py bench/systemd_security.py
+
 bench: services-up
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 synth: venv
 	@PATH="$(CURDIR)/.venv/bin:$$PATH" npx --yes aws-cdk@2.1148.1 synth --quiet
