@@ -43,12 +43,12 @@ import pika
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from edge import amqp_client, logs
+from edge import amqp_client
 from edge.amqp_acks import AckTracker
 from edge.amqp_headers import kafka_headers
 from edge.kafka_config import producer_config
 from edge.lifecycle import StopSignal
-from edge.service_runtime import ServiceRuntime
+from edge.service_runtime import ServiceRuntime, start_service
 from edge.settings import BridgeSettings
 
 CLIENT_NAME = "edge-bridge"
@@ -398,9 +398,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = BridgeSettings.load(args.config)
-    log = logs.configure(settings.log, "bridge")
-    stop = StopSignal().install()
+    log, stop, runtime = start_service("bridge", settings)
     log.info("starting", queue=settings.amqp.queue, topic=settings.kafka.raw_topic, bootstrap=settings.kafka.bootstrap_servers)
-    runtime = ServiceRuntime("bridge", settings.metrics, log)
-    runtime.start_metrics()
     return Bridge(settings, stop, log, runtime=runtime).run()

@@ -26,14 +26,13 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from edge import logs
 from edge.consumer_lag import LagGauge
 from edge.dlq import dlq_headers
 from edge.kafka_config import consumer_config, producer_config
 from edge.lifecycle import StopSignal
 from edge.offsets import OffsetTracker
 from edge.parser import ParseError, TimeZones, parse
-from edge.service_runtime import ServiceRuntime, wait_for_kafka
+from edge.service_runtime import ServiceRuntime, start_service, wait_for_kafka
 from edge.settings import ParserSettings
 
 MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
@@ -269,8 +268,5 @@ def run(args: argparse.Namespace) -> int:
     settings = ParserSettings.load(args.config)
     if args.group_id:
         settings.parser.group_id = args.group_id
-    log = logs.configure(settings.log, "parser")
-    stop = StopSignal().install()
-    runtime = ServiceRuntime("parser", settings.metrics, log)
-    runtime.start_metrics()
+    log, stop, runtime = start_service("parser", settings)
     return ParserService(settings, stop, log, runtime=runtime).run()

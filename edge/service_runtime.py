@@ -156,6 +156,19 @@ class ServiceRuntime:
         self.notifier.close()
 
 
+def start_service(name: str, settings) -> tuple[object, "StopSignal", ServiceRuntime]:
+    """What every long-running service does first: structured logs, stop on
+    SIGTERM/SIGINT, the metrics endpoint. Returns (log, stop, runtime)."""
+    from edge import logs
+    from edge.lifecycle import StopSignal
+
+    log = logs.configure(settings.log, name)
+    stop = StopSignal().install()
+    runtime = ServiceRuntime(name, settings.metrics, log)
+    runtime.start_metrics()
+    return log, stop, runtime
+
+
 def wait_for_kafka(client, topic: str, runtime: ServiceRuntime, stop, log, timeout_s: float = 2.0) -> bool:
     """Block until the broker answers a metadata request for ``topic`` (or stop).
 

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from edge import logs
 from edge.consumer_lag import LagGauge
 from edge.batch import BatchLimits, PartitionBuffer, body_is_clean, split_bad_records, take_counts, write_due
 from edge.dlq import dlq_headers
@@ -48,7 +47,7 @@ from edge.influx_errors import Outcome, RetryLater, WriteResult, find_rejected
 from edge.influx_writer import InfluxWriter
 from edge.kafka_config import consumer_config, producer_config
 from edge.lifecycle import StopSignal
-from edge.service_runtime import ServiceRuntime, wait_for_kafka
+from edge.service_runtime import ServiceRuntime, start_service, wait_for_kafka
 from edge.settings import SinkSettings
 
 # ---------------------------------------------------------------- metrics
@@ -592,8 +591,5 @@ def run(args: argparse.Namespace) -> int:
     settings = SinkSettings.load(getattr(args, "config", None))
     if getattr(args, "group_id", None):
         settings.sink.group_id = args.group_id
-    log = logs.configure(settings.log, "sink")
-    stop = StopSignal().install()
-    runtime = ServiceRuntime("sink", settings.metrics, log)
-    runtime.start_metrics()
+    log, stop, runtime = start_service("sink", settings)
     return Sink(settings, stop, log, runtime=runtime).run()
