@@ -76,7 +76,7 @@ def load(db: str) -> int:
 
 def child(db: str, start: str, end: str, out_dir: str) -> None:
     """One archive run; prints its summary and this process's peak RSS as JSON."""
-    from edge.archiver import archive
+    from edge.archive.archiver import archive
     from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 
     settings = ArchiveSettings(

@@ -9,10 +9,10 @@ topic prefix, queue and InfluxDB database, dropped at the end. The parsed lines 
 jittered), 17 points per message.
 
 (a) InfluxDB's own ingest rate for these lines written straight from memory with
-    ``edge.influx_writer`` in 5,000-line requests, 1, 2 and 4 at a time: the best is
+    ``edge.influx.writer`` in 5,000-line requests, 1, 2 and 4 at a time: the best is
     the ceiling on this machine.
 (b) the sink stage alone: the lines pre-loaded in a 6-partition parsed topic,
-    drained by ``edge.sink.Sink`` (defaults: 5,000-line batches, 2 writers), from its
+    drained by ``edge.stages.sink.Sink`` (defaults: 5,000-line batches, 2 writers), from its
     first write to its last. Then (k): the same topic drained by a bare consumer, the
     rate the broker hands records out at (the sink's other ceiling).
 (c) the whole path RabbitMQ -> bridge -> parser -> sink -> InfluxDB as child
@@ -55,12 +55,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools import services as dev_services  # noqa: E402
-from edge import sink as sink_module  # noqa: E402
-from edge.influx_writer import InfluxWriter  # noqa: E402
-from edge.kafka_config import consumer_config  # noqa: E402
-from edge.lifecycle import StopSignal  # noqa: E402
+from edge.stages import sink as sink_module  # noqa: E402
+from edge.influx.writer import InfluxWriter  # noqa: E402
+from edge.kafka.config import consumer_config  # noqa: E402
+from edge.core.lifecycle import StopSignal  # noqa: E402
 from edge.parser import to_lines  # noqa: E402
-from edge.sample_messages import MessageTemplate, schedule  # noqa: E402
+from edge.dev.sample_messages import MessageTemplate, schedule  # noqa: E402
 from edge.settings import InfluxSettings, KafkaSettings, SinkSettings  # noqa: E402
 
 POINTS_PER_MESSAGE = 17
@@ -465,7 +465,7 @@ class Path3:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.influx.drop()
-        from edge import amqp_client
+        from edge.amqp import client as amqp_client
         from edge.settings import SimulatorSettings
 
         amqp = SimulatorSettings.load().amqp
@@ -488,7 +488,7 @@ class QueueFeeder(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from edge import amqp_client
+        from edge.amqp import client as amqp_client
         from edge.settings import SimulatorSettings
         import pika
 
@@ -556,7 +556,7 @@ def bench_whole_path(seconds: float, sites: int, preload: int) -> dict:
 
 def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     """Publish at ``rate`` msgs/s; a message is queryable when its 17 points answer."""
-    from edge import amqp_client
+    from edge.amqp import client as amqp_client
     from edge.settings import SimulatorSettings
     import pika
 

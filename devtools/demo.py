@@ -27,11 +27,11 @@ from pathlib import Path
 import boto3
 
 from devtools import services
-from edge.archiver import archive
+from edge.archive.archiver import archive
 from edge.settings import ArchiveSettings, SimulatorSettings, SinkSettings, TopicsSettings
-from edge.simulator import publish
-from edge.sql_local import run_local_sql
-from edge.topics import ensure_topics
+from edge.dev.simulator import publish
+from edge.query.local import run_local_sql
+from edge.kafka.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_BUCKET = "microgrid-archive-demo"

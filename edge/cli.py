@@ -13,15 +13,15 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("edge.simulator", "publish sample.json-shaped messages to RabbitMQ"),
-    "topics": ("edge.topics", "create the raw, parsed and DLQ topics (idempotent)"),
-    "bridge": ("edge.bridge", "RabbitMQ queue -> Kafka raw topic"),
-    "parse": ("edge.parser_service", "Kafka raw topic -> parsed topic and DLQ"),
-    "sink": ("edge.sink", "Kafka parsed topic -> InfluxDB"),
-    "archive": ("edge.archiver", "InfluxDB -> Parquet -> S3, then bounded retention"),
-    "query": ("edge.query", "SQL over the archive: Athena, or --local with DuckDB"),
-    "config": ("edge.config_check", "validate a config file and print the effective settings"),
-    "install": ("edge.install", "install systemd units and a config skeleton"),
+    "simulate": ("edge.dev.simulator", "publish sample.json-shaped messages to RabbitMQ"),
+    "topics": ("edge.kafka.topics", "create the raw, parsed and DLQ topics (idempotent)"),
+    "bridge": ("edge.stages.bridge", "RabbitMQ queue -> Kafka raw topic"),
+    "parse": ("edge.stages.parse", "Kafka raw topic -> parsed topic and DLQ"),
+    "sink": ("edge.stages.sink", "Kafka parsed topic -> InfluxDB"),
+    "archive": ("edge.archive.archiver", "InfluxDB -> Parquet -> S3, then bounded retention"),
+    "query": ("edge.query.command", "SQL over the archive: Athena, or --local with DuckDB"),
+    "config": ("edge.ops.config_check", "validate a config file and print the effective settings"),
+    "install": ("edge.ops.install", "install systemd units and a config skeleton"),
 }
 
 

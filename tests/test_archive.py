@@ -25,11 +25,11 @@ import requests
 from influxdb import InfluxDBClient
 from moto import mock_aws
 
-from edge import archive_plan as plan
-from edge.archiver import archive
-from edge.s3_store import S3Store
+from edge.archive import plan
+from edge.archive.archiver import archive
+from edge.archive.s3 import S3Store
 from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
-from edge.sql_local import run_local_sql
+from edge.query.local import run_local_sql
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFLUX = InfluxSettings().url

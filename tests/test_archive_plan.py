@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 
-from edge import archive_plan as plan
-from edge import parquet_schema as schema
+from edge.archive import plan
+from edge.archive import parquet_schema as schema
 
 
 def test_window_is_one_utc_day_in_hive_layout():

@@ -14,12 +14,12 @@ import pika
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from edge.amqp_acks import AckTracker
-from edge.amqp_headers import kafka_headers
-from edge.sample_messages import MessageTemplate, schedule
+from edge.amqp.acks import AckTracker
+from edge.amqp.headers import kafka_headers
+from edge.dev.sample_messages import MessageTemplate, schedule
 from edge.settings import AmqpSettings, KafkaSettings, SimulatorSettings
-from edge.simulator import publish
-from edge.topics import ensure_topics, topic_names
+from edge.dev.simulator import publish
+from edge.kafka.topics import ensure_topics, topic_names
 from tests.support.bridge_io import (
     BackgroundPublisher,
     RawTopicReader,

@@ -25,8 +25,8 @@ import pytest
 
 from devtools import services as dev_services
 from edge.settings import AmqpSettings, KafkaSettings, SimulatorSettings
-from edge.simulator import publish
-from edge.topics import ensure_topics
+from edge.dev.simulator import publish
+from edge.kafka.topics import ensure_topics
 from tests.conftest import TEST_KAFKA_CLIENT
 from tests.support.bridge_io import BackgroundPublisher, RawTopicReader, delete_queue, queue_ready
 from tests.support.processes import EdgeProcess, wait_for

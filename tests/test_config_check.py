@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from edge.config_check import MASK, looks_secret, mask_url
+from edge.ops.config_check import MASK, looks_secret, mask_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SKELETON = ROOT / "deploy" / "edge.toml"

@@ -40,10 +40,10 @@ def data_model(sample_bytes) -> dict[str, dict[str, set[str]]]:
 @pytest.fixture(scope="module")
 def exported_metrics() -> set[str]:
     """Every sample name the services' prometheus_client registry exposes."""
-    import edge.archiver  # noqa: F401
-    import edge.bridge  # noqa: F401
-    import edge.parser_service  # noqa: F401
-    import edge.sink  # noqa: F401
+    import edge.archive.archiver  # noqa: F401
+    import edge.stages.bridge  # noqa: F401
+    import edge.stages.parse  # noqa: F401
+    import edge.stages.sink  # noqa: F401
     from prometheus_client import REGISTRY
 
     names: set[str] = set()

@@ -1,4 +1,4 @@
-from edge.offsets import OffsetTracker
+from edge.kafka.offsets import OffsetTracker
 
 
 def test_commit_waits_for_every_output_of_every_earlier_input():

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from edge.dlq import header_map
+from edge.core.dlq import header_map
 from edge.parser import to_lines
-from edge.sample_messages import MessageTemplate, site_id
+from edge.dev.sample_messages import MessageTemplate, site_id
 from edge.settings import KafkaSettings
-from edge.topics import ensure_topics
+from edge.kafka.topics import ensure_topics
 from tests.support.kafka import group_lag, produce_all, read_all
 from tests.support.processes import EdgeProcess, wait_for
 from tests.test_parser import BAD_INPUTS

@@ -9,11 +9,11 @@ from datetime import datetime
 
 import pytest
 
-from edge.dlq import header_map
+from edge.core.dlq import header_map
 from edge.parser import to_lines
-from edge.sample_messages import MessageTemplate, schedule
+from edge.dev.sample_messages import MessageTemplate, schedule
 from edge.settings import AmqpSettings, KafkaSettings
-from edge.topics import ensure_topics
+from edge.kafka.topics import ensure_topics
 from tests.support import influx
 from tests.support.bridge_io import BackgroundPublisher, delete_queue
 from tests.support.kafka import group_lag, read_all

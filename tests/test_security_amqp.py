@@ -23,10 +23,10 @@ from datetime import datetime
 import pytest
 
 from devtools import services as dev_services
-from edge import amqp_client
+from edge.amqp import client as amqp_client
 from edge.settings import AmqpSettings, KafkaSettings, SimulatorSettings
-from edge.simulator import publish
-from edge.topics import ensure_topics, topic_names
+from edge.dev.simulator import publish
+from edge.kafka.topics import ensure_topics, topic_names
 from tests.support.bridge_io import RawTopicReader
 from tests.support.certs import make_pki
 from tests.support.processes import ROOT, EdgeProcess, wait_for

@@ -30,9 +30,9 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from devtools import services as dev_services
-from edge.archiver import archive
-from edge.influx_errors import Outcome
-from edge.influx_writer import InfluxWriter
+from edge.archive.archiver import archive
+from edge.influx.errors import Outcome
+from edge.influx.writer import InfluxWriter
 from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings
 from tests.support.certs import make_pki
 from tests.support.processes import ROOT, EdgeProcess, wait_for

@@ -30,7 +30,7 @@ from confluent_kafka.admin import AdminClient
 
 from devtools import services as dev_services
 from edge.settings import AmqpSettings, SimulatorSettings
-from edge.simulator import publish
+from edge.dev.simulator import publish
 from tests.support.bridge_io import delete_queue, queue_ready
 from tests.support.processes import EdgeProcess, wait_for
 

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from edge.service_runtime import Notifier, ServiceRuntime, notify_address, watchdog_interval
+from edge.core.supervision import Notifier, ServiceRuntime, notify_address, watchdog_interval
 from edge.settings import KafkaSettings, MetricsSettings
-from edge.topics import ensure_topics
+from edge.kafka.topics import ensure_topics
 from tests.support.bridge_io import delete_queue
 from tests.support.processes import EdgeProcess
 from edge.settings import AmqpSettings

@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devtools import services as dev_services
-from edge.dlq import header_map
-from edge.influx_writer import InfluxWriter
+from edge.core.dlq import header_map
+from edge.influx.writer import InfluxWriter
 from edge.settings import InfluxSettings
 from tests.support.processes import EdgeProcess, wait_for
 

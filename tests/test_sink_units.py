@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from edge.batch import BatchLimits, body_is_clean, record_problem, split_bad_records, take_counts, write_due
-from edge.influx_errors import (
+from edge.stages.sink_batch import BatchLimits, body_is_clean, record_problem, split_bad_records, take_counts, write_due
+from edge.influx.errors import (
     Outcome,
     classify,
     dropped_count,
@@ -19,9 +19,9 @@ from edge.influx_errors import (
     type_conflict,
     unparsable_lines,
 )
-from edge.influx_writer import InfluxWriter
+from edge.influx.writer import InfluxWriter
 from edge.settings import InfluxSettings
-from edge.sink import Backoff
+from edge.stages.sink import Backoff
 
 LIMITS = BatchLimits(max_lines=4, max_bytes=100, max_age_s=1.0)
 

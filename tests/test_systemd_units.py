@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from edge.settings import AmqpSettings, KafkaSettings
-from edge.topics import ensure_topics
+from edge.kafka.topics import ensure_topics
 from tests.support.bridge_io import delete_queue
 from tests.support.processes import EdgeProcess
 from tests.test_service_runtime import NotifySocket, _has

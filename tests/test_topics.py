@@ -9,7 +9,7 @@ import sys
 from confluent_kafka.admin import AdminClient
 
 from edge.settings import KafkaSettings
-from edge.topics import ensure_topics
+from edge.kafka.topics import ensure_topics
 from tests.conftest import ROOT
 
 

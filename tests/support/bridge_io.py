@@ -12,7 +12,7 @@ import pika
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from edge.settings import AmqpSettings, SimulatorSettings
-from edge.simulator import SimulationSummary, publish
+from edge.dev.simulator import SimulationSummary, publish
 
 
 def _channel(amqp: AmqpSettings):

@@ -2,12 +2,12 @@
 
 A consumer group on ``<prefix>.parsed`` (value = one line-protocol line). Records are
 held per partition and written in batches bounded by lines, bytes and age
-(``edge.batch``), one request per partition, by ``write_concurrency`` worker threads
+(``edge.stages.sink_batch``), one request per partition, by ``write_concurrency`` worker threads
 (at most one request per partition in flight, so commits stay in offset order)
 while the main thread keeps consuming. After a batch:
 
 - 2xx: the partitions' offsets (last written + 1) are committed.
-- 400: the refused lines are found (``edge.influx_errors.find_rejected``) and go to
+- 400: the refused lines are found (``edge.influx.errors.find_rejected``) and go to
   ``<prefix>.dlq`` (reason ``influx_rejected``, InfluxDB's message, source offset);
   the rest is stored; the offsets are committed once the DLQ acknowledged.
 - InfluxDB down, 5xx, auth or config trouble: every partition is paused, the batch is
@@ -40,14 +40,14 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from edge.consumer_lag import LagGauge
-from edge.batch import BatchLimits, PartitionBuffer, body_is_clean, split_bad_records, take_counts, write_due
-from edge.dlq import dlq_headers
-from edge.influx_errors import Outcome, RetryLater, WriteResult, find_rejected
-from edge.influx_writer import InfluxWriter
-from edge.kafka_config import consumer_config, producer_config
-from edge.lifecycle import StopSignal
-from edge.service_runtime import ServiceRuntime, start_service, wait_for_kafka
+from edge.kafka.lag import LagGauge
+from edge.stages.sink_batch import BatchLimits, PartitionBuffer, body_is_clean, split_bad_records, take_counts, write_due
+from edge.core.dlq import dlq_headers
+from edge.influx.errors import Outcome, RetryLater, WriteResult, find_rejected
+from edge.influx.writer import InfluxWriter
+from edge.kafka.config import consumer_config, producer_config
+from edge.core.lifecycle import StopSignal
+from edge.core.supervision import ServiceRuntime, start_service, wait_for_kafka
 from edge.settings import SinkSettings
 
 # ---------------------------------------------------------------- metrics

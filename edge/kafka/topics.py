@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from edge.kafka_config import admin_config
+from edge.kafka.config import admin_config
 from edge.settings import KafkaSettings, TopicsSettings
 
 TIMEOUT_S = 30.0

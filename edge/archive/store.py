@@ -1,4 +1,4 @@
-"""Where archived files go: the local archive directory, or S3 (``edge.s3_store``).
+"""Where archived files go: the local archive directory, or S3 (``edge.archive.s3``).
 
 Both stores take the same relative keys (``<measurement>/site_id=.../date=.../...``)
 and answer the same questions: is this object there with this size and SHA-256?

@@ -38,10 +38,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import Gauge
 
-from edge import archive_plan as plan
-from edge import parquet_schema as schema
-from edge.archive_store import ArchiveStore, FileDigest, LocalStore, file_digest
-from edge.influx_export import InfluxArchiveSource, InfluxError
+from edge.archive import plan
+from edge.archive import parquet_schema as schema
+from edge.archive.store import ArchiveStore, FileDigest, LocalStore, file_digest
+from edge.archive.export import InfluxArchiveSource, InfluxError
 from edge.settings import ArchiveSettings
 
 ROWS_EXPORTED = Gauge("edge_archive_rows_exported", "Rows exported to Parquet in this run")
@@ -339,7 +339,7 @@ def _stores(settings: ArchiveSettings, store: ArchiveStore | None) -> tuple[Arch
     if store is not None:
         return store, local
     if settings.s3.bucket:
-        from edge.s3_store import S3Store
+        from edge.archive.s3 import S3Store
 
         return S3Store(settings.s3), local
     return local, local
@@ -500,7 +500,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge.logs import configure
 
-    from edge.service_runtime import ServiceRuntime
+    from edge.core.supervision import ServiceRuntime
 
     settings = ArchiveSettings.load(getattr(args, "config", None))
     log = configure(settings.log, "archive")

@@ -23,7 +23,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from edge.archive_store import FileDigest, manifest_bytes
+from edge.archive.store import FileDigest, manifest_bytes
 from edge.settings import S3Settings
 
 MB = 1024 * 1024

@@ -1,7 +1,7 @@
 """``edge bridge``: RabbitMQ queue -> Kafka ``<prefix>.raw``, at least once.
 
 - Value: the AMQP body, byte for byte. The bridge never parses it.
-- Headers: the AMQP metadata (``edge.amqp_headers`` lists the names).
+- Headers: the AMQP metadata (``edge.amqp.headers`` lists the names).
 - Key: none. The only key available without parsing is the routing key, and a
   gateway publishes every site's ticks with the same one, so keying by it would put
   the whole feed on one partition and stop the parser from scaling out. Without a
@@ -9,7 +9,7 @@
   per-site order (a point is identified by series and time, so InfluxDB does not
   care in which order they arrive).
 - Acks: a delivery is acked to RabbitMQ only after Kafka acknowledged its record
-  (acks=all, idempotent producer: ``edge.kafka_config``); ``edge.amqp_acks``
+  (acks=all, idempotent producer: ``edge.kafka.config``); ``edge.amqp.acks``
   decides what can be acked (contiguous successes with one multiple ack), nacked
   (requeue) or dead-lettered: a record Kafka refuses for good (e.g. too large) is
   republished, with its properties and ``x-edge-dlq-*`` headers saying why, to the
@@ -43,12 +43,12 @@ import pika
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from edge import amqp_client
-from edge.amqp_acks import AckTracker
-from edge.amqp_headers import kafka_headers
-from edge.kafka_config import producer_config
-from edge.lifecycle import StopSignal
-from edge.service_runtime import ServiceRuntime, start_service
+from edge.amqp import client as amqp_client
+from edge.amqp.acks import AckTracker
+from edge.amqp.headers import kafka_headers
+from edge.kafka.config import producer_config
+from edge.core.lifecycle import StopSignal
+from edge.core.supervision import ServiceRuntime, start_service
 from edge.settings import BridgeSettings
 
 CLIENT_NAME = "edge-bridge"
@@ -145,7 +145,7 @@ class Bridge:
         )
         conf["error_cb"] = self._on_kafka_error
         # librdkafka's own log lines are replaced by error_cb's state changes.
-        silent = logging.getLogger("edge.bridge.librdkafka")
+        silent = logging.getLogger("edge.stages.bridge.librdkafka")
         silent.addHandler(logging.NullHandler())
         silent.propagate = False
         conf["logger"] = silent

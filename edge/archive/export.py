@@ -19,8 +19,8 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
 
-from edge import archive_plan as plan
-from edge.influx_errors import error_message
+from edge.archive import plan
+from edge.influx.errors import error_message
 from edge.settings import InfluxSettings
 
 # Least privilege for the archiver (InfluxDB 1.x): READ on the database to plan,

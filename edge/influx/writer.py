@@ -7,7 +7,7 @@ raw status and message of every answer to tell "retry later" from "these lines a
 refused" (the client turns both into exceptions and retries on its own, blocking).
 
 Never raises for a server or network problem: every call returns a ``WriteResult``
-(``edge.influx_errors``) for the caller to act on.
+(``edge.influx.errors``) for the caller to act on.
 
 Security: HTTP basic authentication (``username``/``password``) on every request;
 for ``https://`` URLs the server certificate is verified against ``ca_file`` (else
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import requests
 
-from edge.influx_errors import Outcome, WriteResult, classify, error_message
+from edge.influx.errors import Outcome, WriteResult, classify, error_message
 from edge.settings import InfluxSettings
 
 

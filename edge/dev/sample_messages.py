@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-SAMPLE_PATH = Path(__file__).resolve().parent.parent / "sample" / "sample.json"
+SAMPLE_PATH = Path(__file__).resolve().parents[2] / "sample" / "sample.json"
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 SITE_ID_WIDTH = 6
 

@@ -160,7 +160,7 @@ def start_service(name: str, settings) -> tuple[object, "StopSignal", ServiceRun
     """What every long-running service does first: structured logs, stop on
     SIGTERM/SIGINT, the metrics endpoint. Returns (log, stop, runtime)."""
     from edge import logs
-    from edge.lifecycle import StopSignal
+    from edge.core.lifecycle import StopSignal
 
     log = logs.configure(settings.log, name)
     stop = StopSignal().install()

@@ -11,7 +11,7 @@ A consumer group on ``<prefix>.raw``. For each raw message (``edge.parser.parse`
 
 Offsets of the raw topic are committed only after every output of a message (and of
 every message before it on its partition) was acknowledged by Kafka
-(``edge.offsets``). A failed delivery rewinds that partition to its first
+(``edge.kafka.offsets``). A failed delivery rewinds that partition to its first
 unfinished message; redelivery downstream is harmless (InfluxDB overwrites an
 identical series+time). A revoked partition is flushed and committed before it is
 handed over. SIGTERM/SIGINT: stop consuming, wait (bounded) for outstanding
@@ -26,13 +26,13 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from edge.consumer_lag import LagGauge
-from edge.dlq import dlq_headers
-from edge.kafka_config import consumer_config, producer_config
-from edge.lifecycle import StopSignal
-from edge.offsets import OffsetTracker
+from edge.kafka.lag import LagGauge
+from edge.core.dlq import dlq_headers
+from edge.kafka.config import consumer_config, producer_config
+from edge.core.lifecycle import StopSignal
+from edge.kafka.offsets import OffsetTracker
 from edge.parser import ParseError, TimeZones, parse
-from edge.service_runtime import ServiceRuntime, start_service, wait_for_kafka
+from edge.core.supervision import ServiceRuntime, start_service, wait_for_kafka
 from edge.settings import ParserSettings
 
 MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")

@@ -5,7 +5,7 @@ with the queue name as routing key, ``mandatory`` set, on a channel in publisher
 confirm mode: a message counts as confirmed only once the broker took
 responsibility for it. Message ``i`` goes to site ``i % sites`` and each site's
 timestamp steps one second per message from ``--start`` (see
-``edge.sample_messages``), so no two messages map to the same InfluxDB point.
+``edge.dev.sample_messages``), so no two messages map to the same InfluxDB point.
 
 The AMQP ``message_id`` is ``<site_id>/<timestamp>``, the AMQP timestamp is the
 publish time.
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pika
 
-from edge import amqp_client
-from edge.lifecycle import StopSignal
-from edge.sample_messages import SAMPLE_PATH, MessageTemplate, parse_start, schedule
+from edge.amqp import client as amqp_client
+from edge.core.lifecycle import StopSignal
+from edge.dev.sample_messages import SAMPLE_PATH, MessageTemplate, parse_start, schedule
 from edge.settings import SimulatorSettings
 
 CONTENT_TYPE = "application/json"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edge import athena
+from edge.query import athena
 from edge.logs import configure
 from edge.settings import QuerySettings
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_local(args: argparse.Namespace, settings: QuerySettings) -> int:
-    from edge.sql_local import run_local_sql
+    from edge.query.local import run_local_sql
 
     archive_dir = args.archive_dir or settings.archive.directory
     try:
