@@ -105,6 +105,18 @@ class KafkaSettings(_Section):
     # file): masked wherever settings are shown; becomes sasl.password.
     sasl_password: SecretStr | None = None
     sasl_password_file: str | None = None
+    # Consumer groups. Static membership (group.instance.id, KIP-345): a member
+    # that restarts under the same id gets its partitions back in one join, instead
+    # of after the dead member's session timed out. "{host}" and "{service}" are
+    # filled in; "" turns static membership off. Ids are per group: two instances
+    # of one service on one host need different ids (set
+    # EDGE_KAFKA__GROUP_INSTANCE_ID="{host}-{service}-2" for the second), else the
+    # newer one fences the older, which stops with group_instance_fenced.
+    group_instance_id: str = "{host}-{service}"
+    # How long a silent member keeps its partitions (a host that died and does not
+    # come back), and how often members heartbeat (about a third of it).
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1500
 
     @property
     def raw_topic(self) -> str:

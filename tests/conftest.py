@@ -54,6 +54,10 @@ def edge_env(local_services, names, tmp_path) -> dict[str, str]:
         "EDGE_AMQP__QUEUE": names["queue"],
         "EDGE_KAFKA__TOPIC_PREFIX": names["prefix"],
         "EDGE_KAFKA__CLIENT": json.dumps(TEST_KAFKA_CLIENT),
+        # The test's own consumer groups: never the demo's (edge-parser, edge-sink),
+        # never another test's, so no member of theirs can delay a join here.
+        "EDGE_PARSER__GROUP_ID": f"{names['prefix']}.parser",
+        "EDGE_SINK__GROUP_ID": f"{names['prefix']}.sink",
         "EDGE_INFLUXDB__DATABASE": names["database"],
         "EDGE_ARCHIVE__DIRECTORY": str(tmp_path / "archive"),
         "EDGE_LOG__FORMAT": "json",

@@ -23,7 +23,7 @@ RATE = 150.0  # msgs/s: the stream lasts ~16 s, long enough for three stop/resta
 def test_sigterm_to_each_service_mid_stream_then_restart_gives_exact_counts(pipeline):
     p = pipeline
     running = {stage: p.start(stage) for stage in STAGES}
-    wait_for(lambda: "partitions assigned" in running["parse"].log()
+    wait_for(lambda: "partitions_assigned" in running["parse"].log()
              and "partitions_assigned" in running["sink"].log(), 60, what="consumers assigned")
     publisher = BackgroundPublisher(p.amqp, count=MESSAGES, sites=3, rate=RATE, start=START)
     publisher.start()

@@ -22,7 +22,7 @@ def test_counters_move_by_exactly_what_went_through(pipeline):
     procs = {stage: p.start(stage) for stage in STAGES}
     before = {stage: wait_for(lambda s=stage: _try_scrape(p.ports[s]), 30, what=f"{stage} metrics endpoint")
               for stage in STAGES}
-    wait_for(lambda: "partitions assigned" in procs["parse"].log() and "partitions_assigned" in procs["sink"].log(),
+    wait_for(lambda: "partitions_assigned" in procs["parse"].log() and "partitions_assigned" in procs["sink"].log(),
              60, what="consumers assigned")
     assert value(before["bridge"], "edge_bridge_consumed_total") == 0
     assert value(before["parse"], "edge_parser_messages_total") == 0

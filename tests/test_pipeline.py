@@ -94,7 +94,7 @@ def test_three_sites_300_messages_each_give_exactly_17_points_per_message(pipeli
 def test_kill_9_of_one_stage_mid_stream_then_restart_gives_exact_counts(pipeline, victim):
     p = pipeline
     running = {stage: p["start"](stage) for stage in STAGES}
-    wait_for(lambda: "partitions assigned" in running["parse"].log()
+    wait_for(lambda: "partitions_assigned" in running["parse"].log()
              and "assigned" in running["sink"].log(), 60, what="consumers assigned")
     publisher = BackgroundPublisher(p["amqp"], count=1500, sites=3, rate=300.0, start=START)
     publisher.start()

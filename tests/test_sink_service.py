@@ -155,7 +155,7 @@ def test_every_line_becomes_exactly_one_point(names, edge_env, influx, tmp_path)
         )
         assert [r[1:] for r in rows] == [[4321.25, True, "EVCharger Equipment"]]
         # offsets committed after the write: the whole topic, every partition
-        assert sum(committed_offsets(names["prefix"], "edge-sink", 3)) == total
+        assert sum(committed_offsets(names["prefix"], f"{names['prefix']}.sink", 3)) == total
     finally:
         assert sink.terminate() == 0, sink.log()
     assert '"event": "stopping"' in sink.log()
@@ -178,7 +178,7 @@ def test_refused_line_goes_to_dlq_and_the_rest_of_its_batch_is_written(names, ed
         assert sink.alive(), sink.log()
         wait_count(influx, 1 + 297, 30, sink)
         # the partition moved on: everything committed, the three dead ones included
-        wait_for(lambda: committed_offsets(prefix, "edge-sink", 1) == [len(values)], 15, what="commit")
+        wait_for(lambda: committed_offsets(prefix, f"{prefix}.sink", 1) == [len(values)], 15, what="commit")
     finally:
         assert sink.terminate() == 0, sink.log()
 
@@ -209,8 +209,9 @@ HOLDING = {"EDGE_SINK__BATCH_MAX_LINES": "100000", "EDGE_SINK__BATCH_MAX_AGE_S":
 def test_kill9_mid_stream_then_restart_loses_nothing(names, edge_env, influx, tmp_path):
     create_topics(names["prefix"])
     total = 60_000
-    producer = produce_in_background(names["prefix"], [line(i) for i in range(total)], pace_s=0.15)
     sink = start_sink(edge_env, tmp_path, **HOLDING)
+    wait_for(lambda: "partitions_assigned" in sink.log(), 60, what="sink assigned")
+    producer = produce_in_background(names["prefix"], [line(i) for i in range(total)], pace_s=0.15)
     wait_for(lambda: influx.count() > 0, 60, what="first points")
     time.sleep(1.0)  # halfway to the next write: records consumed, not yet written
     sink.kill()
@@ -227,8 +228,9 @@ def test_kill9_mid_stream_then_restart_loses_nothing(names, edge_env, influx, tm
 def test_sigterm_mid_stream_exits_0_quickly_then_restart_loses_nothing(names, edge_env, influx, tmp_path):
     create_topics(names["prefix"])
     total = 60_000
-    producer = produce_in_background(names["prefix"], [line(i) for i in range(total)], pace_s=0.15)
     sink = start_sink(edge_env, tmp_path, **HOLDING)
+    wait_for(lambda: "partitions_assigned" in sink.log(), 60, what="sink assigned")
+    producer = produce_in_background(names["prefix"], [line(i) for i in range(total)], pace_s=0.15)
     wait_for(lambda: influx.count() > 0, 60, what="first points")
     time.sleep(1.0)
     started = time.monotonic()
@@ -278,11 +280,11 @@ def test_influxdb_down_for_30s_no_crash_no_loss(names, edge_env, own_influx, tmp
             assert sink.alive(), sink.log()
             time.sleep(1)
         assert '"event": "influxdb_unavailable"' in sink.log()
-        assert '"event": "paused"' in sink.log()
+        assert '"event": "fetching_paused"' in sink.log()
         producer.join(60)
         dev_services.influx_start(own_influx)
         wait_count(influx, total, 90, sink)
-        assert '"event": "resumed"' in sink.log()
+        assert '"event": "influxdb_available"' in sink.log()
     finally:
         code = sink.terminate()
         influx.drop()

@@ -21,7 +21,7 @@ from edge.influx.errors import (
 )
 from edge.influx.writer import InfluxWriter
 from edge.settings import InfluxSettings
-from edge.stages.sink import Backoff
+from edge.core.backoff import Backoff
 
 LIMITS = BatchLimits(max_lines=4, max_bytes=100, max_age_s=1.0)
 

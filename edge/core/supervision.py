@@ -167,29 +167,3 @@ def start_service(name: str, settings) -> tuple[object, "StopSignal", ServiceRun
     runtime = ServiceRuntime(name, settings.metrics, log)
     runtime.start_metrics()
     return log, stop, runtime
-
-
-def wait_for_kafka(client, topic: str, runtime: ServiceRuntime, stop, log, timeout_s: float = 2.0) -> bool:
-    """Block until the broker answers a metadata request for ``topic`` (or stop).
-
-    What "connected" means for a Kafka consumer: librdkafka connects lazily, so the
-    first answered metadata request is the first proof that the bootstrap servers,
-    listener and credentials work. Pings the watchdog while waiting.
-    """
-    from confluent_kafka import KafkaException
-
-    waiting_logged = False
-    while not stop.is_set():
-        runtime.alive()
-        try:
-            client.list_topics(topic, timeout=timeout_s)
-            if waiting_logged:
-                log.info("kafka_reachable")
-            return True
-        except KafkaException as exc:
-            runtime.status("waiting for Kafka")
-            if not waiting_logged:
-                waiting_logged = True
-                log.warning("waiting_for_kafka", error=str(exc))
-            stop.wait(0.5)
-    return False

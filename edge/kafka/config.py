@@ -9,6 +9,7 @@ guarantees.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from edge.settings import KafkaSettings
@@ -63,13 +64,28 @@ def producer_config(kafka: KafkaSettings, client_id: str, **extra: Any) -> dict[
     return conf
 
 
-def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, **extra: Any) -> dict[str, Any]:
+def group_instance_id(kafka: KafkaSettings, service: str, host: str | None = None) -> str | None:
+    """This member's static id, or None for dynamic membership."""
+    template = kafka.group_instance_id.strip()
+    if not template:
+        return None
+    return template.format(host=host or socket.gethostname(), service=service)
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, *, service: str | None = None,
+                    **extra: Any) -> dict[str, Any]:
+    """A group member's configuration; ``service`` makes it a static member."""
     conf: dict[str, Any] = {
         "group.id": group_id,
         "client.id": client_id,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": kafka.session_timeout_ms,
+        "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
     }
+    instance = group_instance_id(kafka, service) if service else None
+    if instance:
+        conf["group.instance.id"] = instance
     conf.update(_split(kafka.client_config(), _PRODUCER_ONLY_PREFIXES))
     conf.update(extra)
     conf.update(_CONSUMER_FIXED)

@@ -32,22 +32,20 @@ Logs: one line per state change. Counters: the prometheus_client objects below.
 from __future__ import annotations
 
 import argparse
-import logging
-import random
 import time
-from datetime import datetime, timezone
 from functools import partial
 
-import pika
-
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import Counter, Gauge
 
 from edge.amqp import client as amqp_client
 from edge.amqp.acks import AckTracker
 from edge.amqp.headers import kafka_headers
-from edge.kafka.config import producer_config
+from edge.amqp.dead_letter import dead_letter_properties, publish_confirmed
+from edge.core.backoff import Backoff
 from edge.core.lifecycle import StopSignal
+from edge.kafka.health import KafkaHealth
+from edge.kafka.producer import StageProducer
 from edge.core.supervision import ServiceRuntime, start_service
 from edge.settings import BridgeSettings
 
@@ -82,30 +80,6 @@ _PRODUCER_STATE_ERRORS = {
     KafkaError.INVALID_PRODUCER_ID_MAPPING,
     KafkaError._FENCED,
 }
-# Errors that mean "no broker reachable".
-_UNREACHABLE_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
-
-
-class Backoff:
-    """Capped exponential delay with jitter, reset after a success.
-
-    A dozen lines instead of tenacity: the bridge's retry loop outlives any single
-    attempt (a connection that worked for hours and then dropped starts again
-    from the initial delay) and its sleeps must end on SIGTERM, which is simply
-    ``stop.wait(backoff.next())`` here.
-    """
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial, self.maximum = initial, maximum
-        self.attempt = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * (2**self.attempt))
-        self.attempt += 1
-        return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class Bridge:
@@ -116,9 +90,12 @@ class Bridge:
         self.topic = settings.kafka.raw_topic
         self.stop = stop
         self.log = log.bind(queue=settings.amqp.queue, topic=self.topic)
-        self.producer = self._new_producer()
+        self.health = KafkaHealth(self.log, self.runtime)
+        self.producer = StageProducer(
+            settings.kafka, CLIENT_NAME, stop=stop, supervisor=self.runtime, health=self.health,
+            **{"message.max.bytes": self.options.max_message_bytes,
+               "queue.buffering.max.messages": max(self.options.max_in_flight, self.options.prefetch)})
         self.producer_fatal: KafkaError | None = None
-        self.kafka_unreachable = False
         self.connection = None
         self.channel = None
         self.consumer_tag: str | None = None
@@ -134,40 +111,11 @@ class Bridge:
 
     # ------------------------------------------------------------ Kafka side
 
-    def _new_producer(self) -> Producer:
-        conf = producer_config(
-            self.settings.kafka,
-            CLIENT_NAME,
-            **{
-                "message.max.bytes": self.options.max_message_bytes,
-                "queue.buffering.max.messages": max(self.options.max_in_flight, self.options.prefetch),
-            },
-        )
-        conf["error_cb"] = self._on_kafka_error
-        # librdkafka's own log lines are replaced by error_cb's state changes.
-        silent = logging.getLogger("edge.stages.bridge.librdkafka")
-        silent.addHandler(logging.NullHandler())
-        silent.propagate = False
-        conf["logger"] = silent
-        return Producer(conf)
-
-    def _on_kafka_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self.producer_fatal = err
-        elif err.code() == KafkaError._AUTHENTICATION and not self.kafka_unreachable:
-            self.kafka_unreachable = True
-            self.log.error("kafka_unreachable", error=f"kafka: SASL authentication failed: {err.str()}")
-        elif err.code() in _UNREACHABLE_ERRORS and not self.kafka_unreachable:
-            self.kafka_unreachable = True
-            self.log.warning("kafka_unreachable", error=err.str())
-
     def _on_delivery(self, tracker: AckTracker, tag: int, properties, err: KafkaError | None, msg) -> None:
         if err is None:
             PRODUCED.inc()
             tracker.succeeded(tag)
-            if self.kafka_unreachable:
-                self.kafka_unreachable = False
-                self.log.info("kafka_reachable")
+            self.health.reachable()
         elif err.code() in _PERMANENT_ERRORS:
             if tracker is self.tracker:
                 self.refused[tag] = (msg.value(), properties, err.str())
@@ -182,8 +130,9 @@ class Bridge:
         """After a fatal error, or once the broker no longer accepts the producer's
         idempotence state: hand every outstanding delivery back to RabbitMQ and
         start a new idempotent producer (a new producer id)."""
-        self.log.error("kafka_producer_replaced", error=self.producer_fatal.str() if self.producer_fatal else "")
-        self.producer.purge()
+        fatal = self.producer_fatal or self.health.fatal
+        self.log.error("kafka_producer_replaced", error=fatal.str() if fatal else "")
+        self.producer.client.purge()
         self.producer.poll(0)
         if self.channel is not None and self.channel.is_open and len(self.tracker):
             NACKED.inc(len(self.tracker))
@@ -191,8 +140,8 @@ class Bridge:
         self.tracker.close()
         if self.channel is not None and self.channel.is_open:
             self.tracker = AckTracker()
-        self.producer = self._new_producer()
-        self.producer_fatal = None
+        self.producer.replace()
+        self.producer_fatal = self.health.fatal = None
         self._pause()
 
     # ------------------------------------------------------------ AMQP side
@@ -219,7 +168,7 @@ class Bridge:
         """A delivery failed: hand back what is not yet produced, wait, resume."""
         if self.paused_until is not None:
             return
-        delay = self.delivery_backoff.next()
+        delay = self.delivery_backoff.next_delay()
         if self.consumer_tag is not None:
             self.channel.basic_cancel(self.consumer_tag)
             self.consumer_tag = None
@@ -251,23 +200,16 @@ class Bridge:
         tracker.delivered(tag)
         headers = kafka_headers(method, properties)
         on_delivery = partial(self._on_delivery, tracker, tag, properties)
-        while True:
-            try:
-                self.producer.produce(self.topic, value=body, headers=headers, on_delivery=on_delivery)
-                return
-            except BufferError:  # local queue full: let delivery reports drain it
-                self.producer.poll(0.1)
-                if self.stop.is_set() or self.producer_fatal is not None:
-                    tracker.failed(tag)
-                    return
-            except KafkaException as exc:
-                err = exc.args[0]
-                if err.code() in _PERMANENT_ERRORS:
-                    self.refused[tag] = (body, properties, err.str())
-                    tracker.refused(tag)
-                else:
-                    tracker.failed(tag)
-                return
+        try:
+            if not self.producer.produce(self.topic, body, headers=headers, on_delivery=on_delivery):
+                tracker.failed(tag)  # stopping: handed back to RabbitMQ
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() in _PERMANENT_ERRORS:
+                self.refused[tag] = (body, properties, err.str())
+                tracker.refused(tag)
+            else:
+                tracker.failed(tag)
 
     def _settle(self) -> None:
         settlement = self.tracker.settle()
@@ -296,30 +238,11 @@ class Bridge:
         if body is None:
             self.channel.basic_nack(delivery_tag=tag, multiple=False, requeue=True)
             return
-        headers = dict(getattr(properties, "headers", None) or {})
-        headers.update(
-            {
-                "x-edge-dlq-reason": "kafka_refused",
-                "x-edge-dlq-error": error[:1000],
-                "x-edge-dlq-source-queue": self.settings.amqp.queue,
-                "x-edge-dlq-time": datetime.now(timezone.utc).isoformat(),
-            }
-        )
-        props = pika.BasicProperties(
-            content_type=getattr(properties, "content_type", None),
-            content_encoding=getattr(properties, "content_encoding", None),
-            message_id=getattr(properties, "message_id", None),
-            correlation_id=getattr(properties, "correlation_id", None),
-            timestamp=getattr(properties, "timestamp", None),
-            app_id=getattr(properties, "app_id", None),
-            type=getattr(properties, "type", None),
-            headers=headers,
-            delivery_mode=2,
-        )
-        try:
-            self.dlq_channel.basic_publish("", self.dlq_name, body, props, mandatory=True)
-        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-            self.log.error("dead_letter_failed", queue=self.dlq_name, error=f"{type(exc).__name__}: {exc}")
+        props = dead_letter_properties(properties, reason="kafka_refused", error=error,
+                                       source_queue=self.settings.amqp.queue)
+        failure = publish_confirmed(self.dlq_channel, self.dlq_name, body, props)
+        if failure is not None:
+            self.log.error("dead_letter_failed", queue=self.dlq_name, error=failure)
             self.channel.basic_nack(delivery_tag=tag, multiple=False, requeue=True)
             return
         self.channel.basic_ack(delivery_tag=tag, multiple=False)
@@ -334,7 +257,7 @@ class Bridge:
             self._maybe_resume()
             self.connection.process_data_events(time_limit=LOOP_INTERVAL_S)
             self.producer.poll(0)
-            if self.producer_fatal is not None:
+            if self.producer_fatal is not None or self.health.fatal is not None:
                 self._replace_producer()
             self._settle()
 
@@ -352,7 +275,7 @@ class Bridge:
                 self._consume()
             except amqp_client.CONNECTION_ERRORS as exc:
                 self._abandon_channel()
-                delay = backoff.next()
+                delay = backoff.next_delay()
                 self.log.warning("amqp_disconnected", error=amqp_client.describe_error(exc, self.settings.amqp),
                                  retry_in_s=round(delay, 2))
                 self.runtime.status("RabbitMQ unreachable: reconnecting")
@@ -386,7 +309,7 @@ class Bridge:
             self.log.warning("amqp_lost_while_stopping", error=f"{type(exc).__name__}: {exc}")
         unsettled = len(self.tracker)
         # Whatever Kafka has not confirmed goes back to RabbitMQ with the channel.
-        self.producer.purge()
+        self.producer.client.purge()
         self.producer.poll(0)
         self._abandon_channel()
         self.log.info("stopped", handed_back=unsettled, acked=self.acked_total)

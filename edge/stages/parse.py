@@ -1,6 +1,7 @@
 """``edge parse``: Kafka raw topic -> parsed topic (one record per point) and DLQ.
 
-A consumer group on ``<prefix>.raw``. For each raw message (``edge.parser.parse``):
+The parser's own protocol; consuming, committing, rebalancing and stopping are
+``edge.kafka.runner``'s. For each raw message (``edge.parser.parse``):
 
 - every point -> ``<prefix>.parsed``, value = the line-protocol line, key = the
   series key (measurement + sorted tags), so one series stays on one partition;
@@ -9,13 +10,13 @@ A consumer group on ``<prefix>.raw``. For each raw message (``edge.parser.parse`
 - partly unusable message -> its usable points as above, and the original to the
   DLQ as ``partial`` with what was wrong, so nothing is silently lost.
 
-Offsets of the raw topic are committed only after every output of a message (and of
+A raw offset may be committed only after every output of that message (and of
 every message before it on its partition) was acknowledged by Kafka
 (``edge.kafka.offsets``). A failed delivery rewinds that partition to its first
-unfinished message; redelivery downstream is harmless (InfluxDB overwrites an
-identical series+time). A revoked partition is flushed and committed before it is
-handed over. SIGTERM/SIGINT: stop consuming, wait (bounded) for outstanding
-acknowledgements, commit, leave the group, exit 0.
+unfinished message, in a new generation of the tracker so that late reports from
+before the rewind count for nothing; redelivery downstream is harmless (InfluxDB
+overwrites an identical series+time). A revoked partition's outputs are flushed
+before its offsets are committed and it is handed over.
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from edge.kafka.lag import LagGauge
-from edge.core.dlq import dlq_headers
-from edge.kafka.config import consumer_config, producer_config
-from edge.core.lifecycle import StopSignal
-from edge.kafka.offsets import OffsetTracker
+from edge.core.backoff import Backoff
+from edge.core.supervision import ServiceRuntime, start_service
+from edge.kafka.health import KafkaHealth
+from edge.kafka.offsets import OffsetTracker, Ticket
+from edge.kafka.producer import DeadLetters, StageProducer
+from edge.kafka.runner import StageRunner
 from edge.parser import ParseError, TimeZones, parse
-from edge.core.supervision import ServiceRuntime, start_service, wait_for_kafka
 from edge.settings import ParserSettings
 
 MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
@@ -45,158 +45,118 @@ IN_FLIGHT = Gauge("edge_parser_in_flight", "Produced records not yet acknowledge
 LAST_COMMIT = Gauge("edge_parser_last_commit_timestamp", "Unix time of the last successful commit")
 CONSUMER_LAG = Gauge("edge_parser_consumer_lag", "Raw records not yet fetched, per partition", ["partition"])
 
-COMMIT_INTERVAL_S = 1.0
-SHUTDOWN_FLUSH_S = 6.0
-CONSUME_BATCH = 500
+HANDOVER_FLUSH_S = 6.0
+REWIND_FLUSH_S = 10.0
 
 
-class ParserService:
-    def __init__(self, settings: ParserSettings, stop: StopSignal, log, *, client_id: str = "edge-parser",
-                 runtime: ServiceRuntime | None = None):
-        self.settings = settings
-        self.stop = stop
-        self.log = log
-        self.runtime = runtime or ServiceRuntime("parser", settings.metrics, log, env={})
-        self.lag = LagGauge(CONSUMER_LAG)
+class ParseStage:
+    """Raw message -> points and dead letters; which raw offsets are done."""
+
+    def __init__(self, settings: ParserSettings, producer: StageProducer, log, *, stop, seek):
         kafka = settings.kafka
-        self.raw_topic = kafka.raw_topic
         self.parsed_topic = kafka.parsed_topic
-        self.dlq_topic = kafka.dlq_topic
         self.zones = TimeZones.from_names(settings.parser.default_timezone, settings.parser.site_timezones)
         self.max_in_flight = settings.parser.max_in_flight
+        self.producer = producer
+        self.dead = DeadLetters(producer, kafka.dlq_topic, "parser", DLQ_RECORDS)
+        self.log = log
+        self.stop = stop
+        self.seek = seek
         self.tracker = OffsetTracker()
         self.failed: set[int] = set()  # partitions with a failed delivery, to rewind
-        self.producer = Producer(producer_config(kafka, client_id, error_cb=self._on_kafka_error))
-        self.consumer = Consumer(
-            consumer_config(kafka, settings.parser.group_id, client_id, error_cb=self._on_kafka_error)
-        )
-        self._last_commit = time.monotonic()
-        self._kafka_down = False
+        self.rewind_backoff = Backoff(0.5, 10.0)
 
-    # ------------------------------------------------------------ main loop
+    # ------------------------------------------------------------ Stage protocol
 
-    def run(self) -> int:
-        self.consumer.subscribe(
-            [self.raw_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        self.log.info("started", raw=self.raw_topic, parsed=self.parsed_topic, dlq=self.dlq_topic)
-        try:
-            if wait_for_kafka(self.consumer, self.raw_topic, self.runtime, self.stop, self.log):
-                self.runtime.ready(f"parsing {self.raw_topic} -> {self.parsed_topic}")
-            while not self.stop.is_set():
-                self.runtime.alive()
-                self._step()
-        finally:
-            self._shutdown()
-        return 0
+    def assigned(self, partitions: list[int]) -> None:
+        pass
 
-    def _step(self) -> None:
-        if self.tracker.in_flight >= self.max_in_flight:
-            self.producer.poll(0.1)  # backpressure: wait for acknowledgements
-        else:
-            messages = self.consumer.consume(CONSUME_BATCH, timeout=0.2)
-            for msg in messages:
-                if msg.error():
-                    self._on_consume_error(msg.error())
-                    continue
-                self._handle(msg)
-            self.producer.poll(0)
+    def handover(self, partitions: list[int]) -> None:
+        self.producer.flush(HANDOVER_FLUSH_S)  # their outputs acknowledged, then committed
+
+    def release(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.tracker.forget(partition)
+            self.failed.discard(partition)
+
+    def wants_messages(self) -> bool:
+        if self.tracker.in_flight < self.max_in_flight:
+            return True
+        self.producer.poll(0.1)  # backpressure: wait for acknowledgements
+        return False
+
+    def poll_timeout(self) -> float:
+        return 0.2
+
+    def process(self, messages: list) -> None:
+        for msg in messages:
+            if msg.partition() in self.failed:
+                continue  # read again after the rewind
+            if not self._handle(msg):
+                return  # stopping: the rest is read again after the restart
+        self.producer.poll(0)
+
+    def step(self) -> None:
+        self.producer.poll(0)  # delivery reports: what completes offsets
         if self.failed:
             self._rewind()
         IN_FLIGHT.set(self.tracker.in_flight)
-        self.lag.refresh(self.consumer)
-        if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
-            self._commit()
 
-    def _handle(self, msg) -> None:
-        partition, offset = msg.partition(), msg.offset()
-        if partition in self.failed:
-            return  # will be read again after the rewind
+    def positions(self) -> dict[int, int]:
+        return self.tracker.positions()
+
+    def drain(self, deadline: float) -> None:
+        remaining = self.producer.flush(deadline - time.monotonic())
+        if remaining:
+            self.log.warning("stopping_with_unacknowledged_records", records=remaining)
+
+    def close(self, deadline: float) -> dict:
+        return {"unacknowledged_records": len(self.producer)}
+
+    # ------------------------------------------------------------ one raw message
+
+    def _handle(self, msg) -> bool:
         MESSAGES_IN.inc()
         raw = msg.value()
         try:
             result = parse(raw if raw is not None else b"", self.zones)
         except ParseError as exc:
-            self.tracker.begin(partition, offset, 1)
-            self._dead_letter(msg, "parse_error", str(exc))
-            return
+            ticket = self.tracker.begin(msg.partition(), msg.offset(), 1)
+            return self.dead.send(msg, "parse_error", str(exc), self._delivered(ticket))
         points = result.points
-        outputs = len(points) + (1 if result.problems else 0)
-        self.tracker.begin(partition, offset, outputs)
-        delivered = self._delivery_callback(partition, offset)
+        ticket = self.tracker.begin(msg.partition(), msg.offset(), len(points) + (1 if result.problems else 0))
+        delivered = self._delivered(ticket)
         produce = self.producer.produce
         topic = self.parsed_topic
         for key, line in points:
-            while True:
-                try:
-                    produce(topic, value=line, key=key, on_delivery=delivered)
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)  # local queue full: serve acknowledgements
+            if not produce(topic, line, key=key, on_delivery=delivered):
+                return False
         POINTS_OUT.inc(len(points))
         if result.dropped_values:
             DROPPED_VALUES.inc(result.dropped_values)
         if result.empty_points:
             EMPTY_POINTS.inc(result.empty_points)
         if result.problems:
-            self._dead_letter(msg, "partial", "; ".join(result.problems))
+            return self.dead.send(msg, "partial", "; ".join(result.problems), delivered)
+        return True
 
-    def _dead_letter(self, msg, reason: str, error: str) -> None:
-        DLQ_RECORDS.labels(reason=reason).inc()
-        headers = dlq_headers(
-            stage="parser",
-            reason=reason,
-            error=error,
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
-            original=msg.headers(),
-        )
-        callback = self._delivery_callback(msg.partition(), msg.offset())
-        while True:
-            try:
-                self.producer.produce(
-                    self.dlq_topic, value=msg.value(), key=msg.key(), headers=headers, on_delivery=callback
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.1)
-
-    def _delivery_callback(self, partition: int, offset: int):
+    def _delivered(self, ticket: Ticket):
         tracker = self.tracker
         failed = self.failed
 
         def delivered(err, _msg) -> None:
             if err is not None:
-                failed.add(partition)
+                failed.add(ticket.partition)
             else:
-                tracker.done(partition, offset)
+                tracker.done(ticket)
 
         return delivered
 
-    # ------------------------------------------------------------ offsets
-
-    def _commit(self) -> None:
-        self._last_commit = time.monotonic()
-        offsets = self.tracker.committable()
-        if not offsets:
-            return
-        try:
-            self.consumer.commit(
-                offsets=[TopicPartition(self.raw_topic, p, o) for p, o in offsets.items()], asynchronous=False
-            )
-        except KafkaException as exc:
-            # Not committed: the messages will be read again after a restart or a
-            # rebalance; their outputs are idempotent downstream.
-            self.log.warning("commit failed", error=str(exc))
-            return
-        self.tracker.mark_committed(offsets)
-        LAST_COMMIT.set_to_current_time()
-
     def _rewind(self) -> None:
         """Wait for outstanding deliveries, then read failed partitions again from
-        their first unfinished message."""
-        self.producer.flush(10)
+        their first unfinished message, after a growing pause (the next hop is
+        struggling: do not spin)."""
+        self.producer.flush(REWIND_FLUSH_S)
         partitions = sorted(self.failed)
         self.failed.clear()
         for partition in partitions:
@@ -205,68 +165,32 @@ class ParserService:
             if start is None:
                 continue
             REWINDS.inc()
-            self.log.warning("delivery failed, rewinding", partition=partition, offset=start)
-            try:
-                self.consumer.seek(TopicPartition(self.raw_topic, partition, start))
-            except KafkaException as exc:
-                self.log.warning("rewind failed", partition=partition, error=str(exc))
-        time.sleep(1.0)  # the next hop is struggling: do not spin
-
-    # ------------------------------------------------------------ group events
-
-    def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
-        self.log.info("partitions assigned", partitions=[p.partition for p in partitions])
-
-    def _on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
-        # Finish the revoked partitions' work and commit it before handing over.
-        self.producer.flush(SHUTDOWN_FLUSH_S)
-        self._commit()
-        for tp in partitions:
-            self.tracker.forget(tp.partition)
-            self.failed.discard(tp.partition)
-        self.log.info("partitions revoked", partitions=[p.partition for p in partitions])
-
-    def _on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
-        # Lost (not handed over cleanly): another member may own them already, so
-        # do not commit for them; their messages are read again by the new owner.
-        for tp in partitions:
-            self.tracker.forget(tp.partition)
-            self.failed.discard(tp.partition)
-        self.log.warning("partitions lost", partitions=[p.partition for p in partitions])
-
-    def _on_consume_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        self.log.warning("consume error", error=err.str())
-
-    def _on_kafka_error(self, err: KafkaError) -> None:
-        down = err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT)
-        if down and not self._kafka_down:
-            self.log.warning("kafka unreachable", error=err.str())
-        elif not down:
-            self.log.warning("kafka error", error=err.str())
-        self._kafka_down = down
-
-    # ------------------------------------------------------------ shutdown
-
-    def _shutdown(self) -> None:
-        self.log.info("stopping", signal=self.stop.signal_name)
-        self.runtime.stopping()
-        remaining = self.producer.flush(SHUTDOWN_FLUSH_S)
-        if remaining:
-            self.log.warning("stopping with unacknowledged records", records=remaining)
-        self._commit()
-        self.consumer.close()
-        self.log.info("stopped")
+            self.log.warning("partition_rewound", partition=partition, offset=start)
+            self.seek(partition, start)
+        self.stop.wait(self.rewind_backoff.next_delay())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-id", help="consumer group (default from [parser] group_id)")
 
 
+def build(settings: ParserSettings, stop, log, supervisor=None) -> tuple[StageRunner, ParseStage]:
+    """The parser's runner and stage, wired (``run`` and the benchmarks use it)."""
+    supervisor = supervisor or ServiceRuntime("parser", settings.metrics, log, env={})
+    kafka = settings.kafka
+    health = KafkaHealth(log, supervisor)
+    runner = StageRunner(service="parser", topic=kafka.raw_topic, group_id=settings.parser.group_id, kafka=kafka,
+                         stop=stop, supervisor=supervisor, log=log, health=health, lag_gauge=CONSUMER_LAG,
+                         last_commit_gauge=LAST_COMMIT, consume_batch=500, commit_interval_s=1.0,
+                         shutdown_s=HANDOVER_FLUSH_S)
+    producer = StageProducer(kafka, "edge-parser", stop=stop, supervisor=supervisor, health=health)
+    return runner, ParseStage(settings, producer, runner.log, stop=stop, seek=runner.seek)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = ParserSettings.load(args.config)
     if args.group_id:
         settings.parser.group_id = args.group_id
-    log, stop, runtime = start_service("parser", settings)
-    return ParserService(settings, stop, log, runtime=runtime).run()
+    log, stop, supervisor = start_service("parser", settings)
+    runner, stage = build(settings, stop, log, supervisor)
+    return runner.run(stage, f"parsing {settings.kafka.raw_topic} -> {settings.kafka.parsed_topic}")

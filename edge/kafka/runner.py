@@ -1,0 +1,238 @@
+"""The consumer side every Kafka stage shares: one loop, one place offsets are committed.
+
+A stage (``edge.stages.parse``, ``edge.stages.sink``) implements ``Stage``: what to
+do with fetched records and which offsets its work has made safe to commit. The
+runner owns the rest, once for all stages:
+
+- the consumer: static group membership (``edge.kafka.config``), subscribe,
+  rebalance callbacks, error callback (``edge.kafka.health``);
+- the loop: stop signal, watchdog, READY once the broker answered, backpressure
+  (a stage that holds enough says so and is not fed), consumer lag;
+- commits: every ``commit_interval_s`` the offsets ``Stage.positions()`` reports
+  that moved since the last commit (asynchronously; a failed commit is retried);
+  synchronously before a revoked partition is handed over and at shutdown;
+- shutdown on SIGTERM/SIGINT: let the stage drain within ``shutdown_s``, commit,
+  close the consumer, then the stage (``close`` returns what the ``stopped`` log
+  line should say). With static membership closing does not leave the group
+  (KIP-345): a restart under the same id takes its partitions straight back,
+  with no rebalance; a member that stays away loses them after the session
+  timeout.
+
+Rebalance, in order: ``assigned`` for new partitions; for revoked ones
+``handover`` (finish what can be finished), commit, then ``release`` (forget);
+for lost ones (taken without a clean handover) only ``release``: another member
+may own them already, so nothing is committed for them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from edge.core.backoff import Backoff
+from edge.kafka.config import consumer_config
+from edge.kafka.lag import LagGauge
+
+# A static member whose id another process took: a configuration mistake.
+EXIT_FENCED = 3
+
+
+class Stage(Protocol):
+    def assigned(self, partitions: list[int]) -> None: ...
+    def handover(self, partitions: list[int]) -> None: ...
+    def release(self, partitions: list[int]) -> None: ...
+    def wants_messages(self) -> bool: ...
+    def poll_timeout(self) -> float: ...
+    def process(self, messages: list) -> None: ...
+    def step(self) -> None: ...
+    def positions(self) -> dict[int, int]: ...
+    def drain(self, deadline: float) -> None: ...
+    def close(self, deadline: float) -> dict: ...
+
+
+def wait_for_kafka(client, topic: str, supervisor, stop, log, timeout_s: float = 2.0) -> bool:
+    """Block until the broker answers a metadata request for ``topic`` (or stop).
+
+    librdkafka connects lazily, so the first answered metadata request is the first
+    proof that the bootstrap servers, listener and credentials work.
+    """
+    waiting_logged = False
+    while not stop.is_set():
+        supervisor.alive()
+        try:
+            client.list_topics(topic, timeout=timeout_s)
+            if waiting_logged:
+                log.info("kafka_reachable")
+            return True
+        except KafkaException as exc:
+            supervisor.status("waiting for Kafka")
+            if not waiting_logged:
+                waiting_logged = True
+                log.warning("waiting_for_kafka", error=str(exc))
+            stop.wait(0.5)
+    return False
+
+
+class StageRunner:
+    def __init__(self, *, service: str, topic: str, group_id: str, kafka, stop, supervisor, log, health,
+                 lag_gauge, last_commit_gauge, consume_batch: int = 500, commit_interval_s: float = 1.0,
+                 shutdown_s: float = 5.0, client_id: str | None = None):
+        self.service = service
+        self.topic = topic
+        self.group_id = group_id
+        self.stop = stop
+        self.supervisor = supervisor
+        self.health = health
+        self.consume_batch = consume_batch
+        self.commit_interval_s = commit_interval_s
+        self.shutdown_s = shutdown_s
+        self.lag = LagGauge(lag_gauge)
+        self.last_commit_gauge = last_commit_gauge
+        conf = consumer_config(kafka, group_id, client_id or f"edge-{service}", service=service,
+                               error_cb=health.on_error, on_commit=self._on_commit)
+        self.instance_id = conf.get("group.instance.id")
+        self.log = log.bind(topic=topic, group=group_id)
+        self.consumer = Consumer(conf)
+        self.stage: Stage | None = None
+        self._committed: dict[int, int] = {}
+        self._next_commit = 0.0
+        self._bug_backoff = Backoff(0.5, 30.0)
+
+    # ------------------------------------------------------------ loop
+
+    def run(self, stage: Stage, ready_status: str) -> int:
+        self.stage = stage
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        self.log.info("started", group_instance_id=self.instance_id)
+        code = 0
+        try:
+            if wait_for_kafka(self.consumer, self.topic, self.supervisor, self.stop, self.log):
+                self.supervisor.ready(ready_status)
+            while not self.stop.is_set():
+                self.supervisor.alive()
+                try:
+                    self._step(stage)
+                except Exception as exc:  # a bug in a stage: log, back off, keep the offsets
+                    self.log.exception("stage_step_failed", error=f"{type(exc).__name__}: {exc}")
+                    self.stop.wait(self._bug_backoff.next_delay())
+                if self.health.fatal is not None:
+                    code = self._on_fatal(self.health.fatal)
+                    break
+        finally:
+            self._shutdown(stage)
+        return code
+
+    def _step(self, stage: Stage) -> None:
+        if stage.wants_messages():
+            fetched = self.consumer.consume(self.consume_batch, timeout=stage.poll_timeout())
+            good = [m for m in fetched if m.error() is None]
+            if len(good) != len(fetched):
+                for m in fetched:
+                    if m.error() is not None:
+                        self._on_consume_error(m.error())
+            if good:
+                self.health.reachable()
+                stage.process(good)
+        stage.step()
+        self.lag.refresh(self.consumer)
+        if time.monotonic() >= self._next_commit:
+            self.commit(asynchronous=True)
+
+    def _on_fatal(self, err: KafkaError) -> int:
+        if err.code() == KafkaError.FENCED_INSTANCE_ID:
+            self.log.error("group_instance_fenced", group_instance_id=self.instance_id,
+                           error="another member joined with the same group.instance.id; set a distinct "
+                                 "EDGE_KAFKA__GROUP_INSTANCE_ID for each instance")
+            return EXIT_FENCED
+        self.log.error("kafka_fatal_error", error=err.str())
+        return 1
+
+    def _on_consume_error(self, err: KafkaError) -> None:
+        if err.code() != KafkaError._PARTITION_EOF:
+            self.health.on_error(err)
+
+    # ------------------------------------------------------------ commits
+
+    def commit(self, partitions: list[int] | None = None, *, asynchronous: bool) -> None:
+        """Commit the stage's positions that moved since they were last committed."""
+        self._next_commit = time.monotonic() + self.commit_interval_s
+        pending = {p: o for p, o in self.stage.positions().items()
+                   if self._committed.get(p) != o and (partitions is None or p in partitions)}
+        if not pending:
+            return
+        offsets = [TopicPartition(self.topic, p, o) for p, o in pending.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            # Not committed: read again after a restart or rebalance (idempotent downstream).
+            self.log.warning("commit_failed", error=str(exc), partitions=sorted(pending))
+            return
+        self._committed.update(pending)
+        self.last_commit_gauge.set_to_current_time()
+
+    def _on_commit(self, err, partitions) -> None:
+        if err is None or err.code() == KafkaError._NO_OFFSET:
+            return
+        for tp in partitions:  # committed nothing: let the next commit carry them again
+            self._committed.pop(tp.partition, None)
+        self.log.warning("commit_failed", error=err.str(), partitions=sorted(tp.partition for tp in partitions))
+
+    # ------------------------------------------------------------ rebalance
+
+    def _on_assign(self, _consumer, tps: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in tps)
+        self.stage.assigned(parts)
+        self.log.info("partitions_assigned", partitions=parts)
+
+    def _on_revoke(self, _consumer, tps: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in tps)
+        self.stage.handover(parts)
+        self.commit(parts, asynchronous=False)
+        self._release(parts)
+        self.log.info("partitions_revoked", partitions=parts)
+
+    def _on_lost(self, _consumer, tps: list[TopicPartition]) -> None:
+        parts = sorted(tp.partition for tp in tps)
+        self._release(parts)
+        self.log.warning("partitions_lost", partitions=parts)
+
+    def _release(self, parts: list[int]) -> None:
+        self.stage.release(parts)
+        for p in parts:
+            self._committed.pop(p, None)
+
+    # ------------------------------------------------------------ consumer helpers for stages
+
+    def seek(self, partition: int, offset: int) -> None:
+        try:
+            self.consumer.seek(TopicPartition(self.topic, partition, offset))
+        except KafkaException as exc:
+            # The partition left us meanwhile: its new owner starts from the commit.
+            self.log.warning("seek_failed", partition=partition, offset=offset, error=str(exc))
+
+    def set_paused(self, paused: bool) -> bool:
+        """Pause or resume fetching of every assigned partition; False if it failed."""
+        try:
+            assignment = self.consumer.assignment()
+            (self.consumer.pause if paused else self.consumer.resume)(assignment)
+            return True
+        except KafkaException as exc:
+            self.log.debug("pause_resume_failed", error=str(exc))
+            return False
+
+    # ------------------------------------------------------------ shutdown
+
+    def _shutdown(self, stage: Stage) -> None:
+        self.log.info("stopping", signal=self.stop.signal_name)
+        self.supervisor.stopping()
+        deadline = time.monotonic() + self.shutdown_s
+        stage.drain(deadline)
+        self.commit(asynchronous=False)
+        try:
+            self.consumer.close()
+        except KafkaException as exc:
+            self.log.warning("consumer_close_failed", error=str(exc))
+        self.log.info("stopped", **stage.close(deadline))
