@@ -67,7 +67,6 @@ POINTS_PER_MESSAGE = 17
 PARTITIONS = 6
 QUIX_VENV = ROOT / "var" / "bench-quix-venv"
 QUIX_REQUIREMENTS = ROOT / "bench" / "requirements-quix.txt"
-FAST_KAFKA_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 
 
 def say(text: str) -> None:
@@ -268,7 +267,7 @@ def bench_sink(lines: list[bytes]) -> dict:
     fill_topic(f"{prefix}.parsed", [(series_key(line), line) for line in lines])
 
     settings = SinkSettings(
-        kafka=KafkaSettings(topic_prefix=prefix, client=FAST_KAFKA_CLIENT),
+        kafka=KafkaSettings(topic_prefix=prefix),
         influxdb=InfluxSettings(database=prefix),
     )
     settings.sink.group_id = f"bench-sink-{tag}"
@@ -278,9 +277,9 @@ def bench_sink(lines: list[bytes]) -> dict:
 
     log = structlog.get_logger().bind(service="sink")
     stop = StopSignal()
-    sink = sink_module.Sink(settings, stop, log)
-    timed = TimedConsumer(sink.consumer)
-    sink.consumer = timed
+    runner, sink = sink_module.build(settings, stop, log)
+    timed = TimedConsumer(runner.consumer)
+    runner.consumer = timed
     busy = {"write_s": 0.0}
     perform = sink.pool._perform
 
@@ -315,7 +314,7 @@ def bench_sink(lines: list[bytes]) -> dict:
     watcher.start()
     deadline = threading.Timer(300, stop.set)
     deadline.start()
-    sink.run()
+    runner.run(sink, "bench sink")
     deadline.cancel()
     influx_points = influx.points()
     influx.drop()
@@ -340,7 +339,7 @@ def bench_sink(lines: list[bytes]) -> dict:
 def bench_fetch_ceiling(topic: str, expected: int) -> float:
     """The same topic drained by a bare consumer (the sink's consumer settings, no
     InfluxDB): how fast the broker hands the records out, the sink's other ceiling."""
-    kafka = KafkaSettings(client=FAST_KAFKA_CLIENT)
+    kafka = KafkaSettings()
     consumer = Consumer(consumer_config(kafka, f"bench-fetch-{uuid.uuid4().hex[:8]}", "bench-fetch"))
     consumer.subscribe([topic])
     cpu = CpuMeter({**named_processes(), "consumer (this process)": psutil.Process()})
@@ -430,8 +429,10 @@ class Path3:
             "EDGE_CONFIG": "",
             "EDGE_AMQP__QUEUE": f"bench.{label}.{tag}",
             "EDGE_KAFKA__TOPIC_PREFIX": self.prefix,
-            "EDGE_KAFKA__CLIENT": json.dumps(FAST_KAFKA_CLIENT),
             "EDGE_INFLUXDB__DATABASE": self.prefix,
+            # Its own consumer groups: never the demo's, never a killed member's.
+            "EDGE_PARSER__GROUP_ID": f"{self.prefix}.parser",
+            "EDGE_SINK__GROUP_ID": f"{self.prefix}.sink",
             "EDGE_LOG__FORMAT": "json",
         }
         self.log_dir = ROOT / "var" / "bench" / self.prefix
@@ -446,8 +447,25 @@ class Path3:
 
     def start(self) -> None:
         assert self.edge("topics").wait(60) == 0, "edge topics failed"
+        self.started_at = time.monotonic()
         for name in self.SERVICES:
             self.procs[name] = self.edge(name)
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_ready(self, timeout_s: float = 120.0) -> float:
+        """Seconds from start until every service is ready to flow: the bridge
+        connected to RabbitMQ, parser and sink assigned their partitions."""
+        marks = {"bridge": '"amqp_connected"', "parse": '"partitions_assigned"', "sink": '"partitions_assigned"'}
+        deadline = time.monotonic() + timeout_s
+        while not all(mark in self.log(name) for name, mark in marks.items()):
+            for name, proc in self.procs.items():
+                assert proc.poll() is None, f"edge {name} exited: see {self.log_dir}"
+            assert time.monotonic() < deadline, f"services not ready in {timeout_s:.0f}s: see {self.log_dir}"
+            time.sleep(0.05)
+        return time.monotonic() - self.started_at
 
     def cpu(self) -> CpuMeter:
         procs = named_processes()
@@ -592,7 +610,7 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     channel = connection.channel()
     amqp_client.declare_queue(channel, amqp)
     channel.confirm_delivery()
-    time.sleep(8)  # group joins of parser and sink
+    ready_s = path.wait_ready()
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     cpu = path.cpu().start()
@@ -621,9 +639,12 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     say(f"  (d) latency at {rate:.0f} msgs/s over {seconds:.0f}s: p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms "
         f"({len(latencies)} messages, {missing} not queryable within 30 s of the last publish; "
-        f"measured by polling every 50 ms)")
+        f"measured by polling every 50 ms, publishing once every service was ready)")
+    first_s = min(seen.values()) - path.started_at if seen else float("nan")
+    say(f"      start to ready: {ready_s:.1f} s (bridge connected, parser and sink assigned); "
+        f"start to first point queryable: {first_s:.1f} s")
     say(f"      {cpu.line()}")
-    return {"p50": p50, "p99": p99, "missing": missing}
+    return {"p50": p50, "p99": p99, "missing": missing, "ready_s": ready_s, "first_s": first_s}
 
 
 # ---------------------------------------------------------------- main

@@ -1,0 +1,148 @@
+"""Recovery after a crash: kill -9 of each stage mid-stream, restarted at once.
+
+What ``Restart=on-failure`` does to a crashed service, measured on the real path
+(bridge, parser and sink as child processes on their own queue, topics, database
+and consumer groups, default settings: static group membership, 6 s session):
+
+1. first start: seconds from starting the three services until each is ready
+   (bridge connected, parser and sink assigned) and until the first point is
+   queryable in InfluxDB;
+2. for the sink, the parser and the bridge in turn, while a publisher keeps
+   ``--rate`` msgs/s flowing: ``kill -9``, restart at once, and print the seconds
+   until the restarted service delivers again (its own counter on its metrics
+   endpoint) and until InfluxDB's count grows again with what it delivered;
+3. at the end, the count in InfluxDB must be exactly 17 points per published
+   message (nothing lost, nothing doubled).
+
+Usage: ``.venv/bin/python bench/recovery.py [--rate 50]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devtools import services as dev_services  # noqa: E402
+from pipeline import POINTS_PER_MESSAGE, Path3, say  # noqa: E402
+
+# The restarted service's own "I delivered" counter.
+OUTPUT_COUNTER = {"bridge": "edge_bridge_acked_total", "parse": "edge_parser_points_total",
+                  "sink": "edge_sink_lines_written_total"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def counter(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+class Publisher(threading.Thread):
+    """``rate`` msgs/s of the sample with unique (site, timestamp), confirmed."""
+
+    def __init__(self, path: Path3, rate: float):
+        super().__init__(daemon=True)
+        self.path, self.rate = path, rate
+        self.published = 0
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        from edge.dev.simulator import publish
+        from edge.settings import SimulatorSettings
+
+        settings = SimulatorSettings.load()
+        settings.amqp.queue = self.path.env["EDGE_AMQP__QUEUE"]
+        count = max(3, int(self.rate))
+        start = datetime(2024, 9, 1, tzinfo=timezone.utc)
+        while not self.stop_event.is_set():  # one second at a time, so it can stop between
+            summary = publish(settings, count=count, sites=3, rate=self.rate, start=start)
+            self.published += summary.published
+            start += timedelta(seconds=-(-count // 3))  # the next second no site has used
+
+
+def wait(predicate, timeout_s: float, what: str, step_s: float = 0.05) -> float:
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout_s:
+            raise SystemExit(f"recovery bench: timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(step_s)
+    return time.monotonic() - t0
+
+
+def crash_and_restart(path: Path3, name: str) -> tuple[float, float]:
+    """kill -9, restart at once; seconds until it delivers, and until InfluxDB grows with it."""
+    proc = path.procs[name]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    port = free_port()
+    path.env["EDGE_METRICS__PORT"] = str(port)
+    restarted_at = time.monotonic()
+    path.procs[name] = path.edge(name, log=f"{name}-restarted")
+    delivers = wait(lambda: counter(port, OUTPUT_COUNTER[name]) > 0, 120, f"restarted {name} to deliver")
+    before = path.influx.points_fast()
+    wait(lambda: path.influx.points_fast() > before, 60, "InfluxDB to grow")
+    return delivers, time.monotonic() - restarted_at
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="messages per second while crashing")
+    parser.add_argument("--steady-s", type=float, default=5.0, help="seconds of flow between crashes")
+    args = parser.parse_args(argv)
+    dev_services.up()
+    path = Path3("recovery")
+    path.env["EDGE_METRICS__ENABLED"] = "true"
+    path.start()
+    try:
+        ready_s = path.wait_ready()
+        publisher = Publisher(path, args.rate)
+        publisher.start()
+        wait(lambda: path.influx.points_fast() > 0, 120, "first point")
+        first_s = time.monotonic() - path.started_at
+        say(f"recovery bench at {args.rate:.0f} msgs/s: first start ready in {ready_s:.1f} s, "
+            f"first point queryable {first_s:.1f} s after start")
+        results = {}
+        for name in ("sink", "parse", "bridge"):
+            time.sleep(args.steady_s)
+            delivers, grows = crash_and_restart(path, name)
+            results[name] = grows
+            say(f"  kill -9 {name:6s} + restart: delivers again after {delivers:5.1f} s, "
+                f"InfluxDB count grows again after {grows:5.1f} s")
+        time.sleep(args.steady_s)
+        publisher.stop_event.set()
+        publisher.join(30)
+        expected = publisher.published * POINTS_PER_MESSAGE
+        wait(lambda: path.influx.points() >= expected, 120, f"{expected} points", step_s=1.0)
+        time.sleep(2.0)  # anything more than expected would show now
+        stored = path.influx.points()
+        exact = "exact" if stored == expected else "NOT EXACT"
+        say(f"  end: {publisher.published:,} messages published, {stored:,} points stored, "
+            f"{expected:,} expected: {exact}")
+        return 0 if stored == expected else 1
+    finally:
+        path.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
