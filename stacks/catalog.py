@@ -24,7 +24,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.config import AppConfig
-from stacks.nag import acknowledge, glue_tables_finding, log_group_finding, s3_objects_finding
+from stacks.nag import acknowledge, resource_finding
 from stacks.storage import StorageStack
 
 # Glue crawlers always log to this log group.
@@ -71,6 +71,7 @@ class CatalogStack(Stack):
             ),
         )
 
+        archive_objects = storage.archive_objects_arn()
         catalog_arn = self.format_arn(service="glue", resource="catalog")
         database_arn = self.format_arn(service="glue", resource="database", resource_name=config.database_name)
         tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{config.database_name}/*")
@@ -91,7 +92,7 @@ class CatalogStack(Stack):
                 iam.PolicyStatement(
                     sid="ReadArchiveObjects",
                     actions=["s3:GetObject"],
-                    resources=[storage.archive_objects_arn()],
+                    resources=[archive_objects],
                 ),
                 iam.PolicyStatement(
                     sid="ListArchivePrefix",
@@ -131,11 +132,7 @@ class CatalogStack(Stack):
             "Wildcards bounded by purpose: objects under the archive prefix only (new files arrive "
             "daily under new names), tables of this one database only (one per measurement, created "
             "as measurements appear), and the log group Glue itself names /aws-glue/crawlers.",
-            [
-                s3_objects_finding(storage.bucket_name, config.archive_prefix),
-                glue_tables_finding(self, config.database_name),
-                log_group_finding(self, CRAWLER_LOG_GROUP),
-            ],
+            [resource_finding(self, arn) for arn in (archive_objects, tables_arn, crawler_logs_arn)],
         )
 
         self.crawler = glue.CfnCrawler(

@@ -23,7 +23,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import AppConfig
-from stacks.nag import acknowledge, glue_tables_finding, s3_objects_finding
+from stacks.nag import acknowledge, resource_finding
 from stacks.storage import StorageStack
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas"
@@ -84,6 +84,7 @@ class IngestStack(Stack):
         self.add_stack_dependency(storage)
         db = config.database_name
         archive_objects = storage.archive_objects_arn()
+        tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{db}/*")
 
         self.failed_events = sqs.Queue(
             self,
@@ -135,7 +136,7 @@ class IngestStack(Stack):
                     resources=[
                         self.format_arn(service="glue", resource="catalog"),
                         self.format_arn(service="glue", resource="database", resource_name=db),
-                        self.format_arn(service="glue", resource="table", resource_name=f"{db}/*"),
+                        tables_arn,
                     ],
                 ),
                 iam.PolicyStatement(
@@ -188,7 +189,7 @@ class IngestStack(Stack):
             statements=edge_archiver_statements(storage.bucket_arn, archive_objects, config.archive_prefix),
         )
 
-        self._suppress_findings(db, s3_objects_finding(storage.bucket_name, config.archive_prefix))
+        self._suppress_findings(resource_finding(self, archive_objects), resource_finding(self, tables_arn))
         CfnOutput(self, "EdgePolicyArn", value=self.edge_policy.managed_policy_arn, description="Attach to the edge archiver's IAM user or role")
         CfnOutput(self, "UploadFunctionName", value=self.function.function_name)
         CfnOutput(self, "UploadFailedEventsQueueUrl", value=self.failed_events.queue_url)
@@ -210,7 +211,7 @@ class IngestStack(Stack):
             ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
         )
 
-    def _suppress_findings(self, db: str, archive_objects: str) -> None:
+    def _suppress_findings(self, archive_objects: str, tables: str) -> None:
         acknowledge(
             self.edge_policy,
             "AwsSolutions-IAM5",
@@ -223,5 +224,5 @@ class IngestStack(Stack):
             "AwsSolutions-IAM5",
             "The Lambda reads the footer of any new object under the archive prefix and creates a "
             "table per measurement in this one database as measurements appear.",
-            [archive_objects, glue_tables_finding(self, db)],
+            [archive_objects, tables],
         )
