@@ -1,11 +1,14 @@
-"""Ingest: the upload Lambda that registers each new archive object in Glue, and the
-managed policy the edge archiver's credentials get.
+"""Ingest: the upload Lambda that registers each archive day in Glue from the
+manifest the archiver writes beside the day's Parquet parts, and the managed policy
+the edge archiver's credentials get.
 
-S3 invokes the Lambda asynchronously on ObjectCreated for ``archive/**.parquet``.
-Lambda retries a failed event twice; an event that still fails (Glue throttled or
-unavailable for hours, a permissions mistake) lands in an SQS queue with its error,
-and the scheduled crawler registers whatever was missed. The object itself is never
-at risk: it is already in S3.
+S3 invokes the Lambda asynchronously on ObjectCreated for
+``archive/**/_manifest.json`` (written after the day's parts were uploaded and
+verified). A manifest the Lambda cannot use is parked in an SQS queue with the
+reason; Lambda retries any other failed event twice, and an event that still fails
+(Glue throttled or unavailable for hours, a permissions mistake) lands in the same
+queue with its error. The scheduled crawler registers whatever was missed. The
+objects themselves are never at risk: they are already in S3.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from lambdas.upload.layout import MANIFEST_NAME
 from stacks.config import AppConfig
 from stacks.nag import acknowledge, resource_finding
 from stacks.storage import StorageStack
@@ -29,7 +33,6 @@ from stacks.storage import StorageStack
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 LAMBDA_HANDLER = "upload.handler.handler"
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
-PARQUET_SUFFIX = ".parquet"
 
 # CloudWatch Logs accepts only these retention periods (days -> CDK's name for it).
 _RETENTION = {
@@ -84,6 +87,8 @@ class IngestStack(Stack):
         self.add_stack_dependency(storage)
         db = config.database_name
         archive_objects = storage.archive_objects_arn()
+        # The Lambda reads the archive's manifests only, never its data.
+        manifests = f"{storage.bucket_arn}/{config.archive_prefix}*/{MANIFEST_NAME}"
         tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{db}/*")
 
         self.failed_events = sqs.Queue(
@@ -111,16 +116,21 @@ class IngestStack(Stack):
             self,
             "UploadFunctionRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Upload Lambda: read archive Parquet footers, add tables/partitions to the catalog",
+            description="Upload Lambda: read archive manifests, add tables/partitions to the catalog",
         )
         self.function_policy = function_policy = iam.Policy(
             self,
             "UploadFunctionPolicy",
             statements=[
                 iam.PolicyStatement(
-                    sid="ReadArchiveObjects",
+                    sid="ReadArchiveManifests",
                     actions=["s3:GetObject"],
-                    resources=[archive_objects],
+                    resources=[manifests],
+                ),
+                iam.PolicyStatement(
+                    sid="ParkRejectedManifests",
+                    actions=["sqs:SendMessage"],
+                    resources=[self.failed_events.queue_arn],
                 ),
                 iam.PolicyStatement(
                     sid="CatalogAddAndUpdate",
@@ -151,7 +161,7 @@ class IngestStack(Stack):
         self.function = lambda_.Function(
             self,
             "UploadFunction",
-            description="Registers each new archive Parquet object's partition in the Glue catalog",
+            description="Registers each archive day's partition in the Glue catalog from its _manifest.json",
             runtime=LAMBDA_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             handler=LAMBDA_HANDLER,
@@ -159,7 +169,11 @@ class IngestStack(Stack):
             role=self.function_role,
             memory_size=256,
             timeout=Duration.seconds(60),
-            environment={"DATABASE_NAME": db, "ARCHIVE_PREFIX": config.archive_prefix},
+            environment={
+                "DATABASE_NAME": db,
+                "ARCHIVE_PREFIX": config.archive_prefix,
+                "FAILED_EVENTS_QUEUE_URL": self.failed_events.queue_url,
+            },
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
@@ -177,7 +191,7 @@ class IngestStack(Stack):
         archive_bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.LambdaDestination(self.function),
-            s3.NotificationKeyFilter(prefix=config.archive_prefix, suffix=PARQUET_SUFFIX),
+            s3.NotificationKeyFilter(prefix=config.archive_prefix, suffix=MANIFEST_NAME),
         )
 
         self._acknowledge_notifications_handler()
@@ -189,7 +203,9 @@ class IngestStack(Stack):
             statements=edge_archiver_statements(storage.bucket_arn, archive_objects, config.archive_prefix),
         )
 
-        self._suppress_findings(resource_finding(self, archive_objects), resource_finding(self, tables_arn))
+        self._suppress_findings(
+            resource_finding(self, archive_objects), resource_finding(self, manifests), resource_finding(self, tables_arn)
+        )
         CfnOutput(self, "EdgePolicyArn", value=self.edge_policy.managed_policy_arn, description="Attach to the edge archiver's IAM user or role")
         CfnOutput(self, "UploadFunctionName", value=self.function.function_name)
         CfnOutput(self, "UploadFailedEventsQueueUrl", value=self.failed_events.queue_url)
@@ -211,7 +227,7 @@ class IngestStack(Stack):
             ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"],
         )
 
-    def _suppress_findings(self, archive_objects: str, tables: str) -> None:
+    def _suppress_findings(self, archive_objects: str, manifests: str, tables: str) -> None:
         acknowledge(
             self.edge_policy,
             "AwsSolutions-IAM5",
@@ -222,7 +238,8 @@ class IngestStack(Stack):
         acknowledge(
             self.function_policy,
             "AwsSolutions-IAM5",
-            "The Lambda reads the footer of any new object under the archive prefix and creates a "
-            "table per measurement in this one database as measurements appear.",
-            [archive_objects, tables],
+            "The Lambda reads the manifest of any new archive day (one per measurement, site and "
+            "day, under the archive prefix) and creates a table per measurement in this one "
+            "database as measurements appear.",
+            [manifests, tables],
         )

@@ -150,7 +150,9 @@ def test_cdk_nag_aws_solutions_passes_and_every_acknowledgment_has_a_reason(clou
     for item in acknowledged:
         if item["ruleName"].startswith("AwsSolutions-IAM5"):
             finding = item["ruleName"][len("AwsSolutions-IAM5[") : -1]
-            assert finding.endswith(("/archive/*", "/athena-results/*", ":table/microgrid/*", ":/aws-glue/crawlers:*"))
+            assert finding.endswith(
+                ("/archive/*", "/archive/*/_manifest.json", "/athena-results/*", ":table/microgrid/*", ":/aws-glue/crawlers:*")
+            )
 
 
 def test_cdk_nag_passes_with_a_known_environment(tmp_path):
@@ -336,35 +338,45 @@ def test_upload_lambda_function(templates):
     [fn] = [f for f in functions.values() if f["Properties"].get("Handler") == "upload.handler.handler"]
     props = fn["Properties"]
     assert props["Runtime"].startswith("python3.")
-    assert props["Environment"]["Variables"] == {"DATABASE_NAME": "microgrid", "ARCHIVE_PREFIX": "archive/"}
+    variables = props["Environment"]["Variables"]
+    [queue_id] = resources(templates, "ingest", "AWS::SQS::Queue")
+    assert variables == {"DATABASE_NAME": "microgrid", "ARCHIVE_PREFIX": "archive/", "FAILED_EVENTS_QUEUE_URL": {"Ref": queue_id}}
     assert props["LoggingConfig"]["LogFormat"] == "JSON"
     invoke = only(resources(templates, "ingest", "AWS::Lambda::EventInvokeConfig"))["Properties"]
     assert invoke["MaximumRetryAttempts"] == 2
     assert "OnFailure" in invoke["DestinationConfig"]
 
 
-def test_lambda_trigger_is_object_created_under_archive_parquet_only(templates):
+def test_lambda_trigger_is_object_created_of_archive_manifests_only(templates):
     notif = only(resources(templates, "ingest", "Custom::S3BucketNotifications"))["Properties"]
     assert render(notif["BucketName"]) == BUCKET
     [config] = notif["NotificationConfiguration"]["LambdaFunctionConfigurations"]
     assert config["Events"] == ["s3:ObjectCreated:*"]
     rules = {r["Name"]: r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
-    assert rules == {"prefix": "archive/", "suffix": ".parquet"}
+    assert rules == {"prefix": "archive/", "suffix": "_manifest.json"}
     permission = only(resources(templates, "ingest", "AWS::Lambda::Permission"))["Properties"]
     assert permission["Principal"] == "s3.amazonaws.com"
     assert render(permission["SourceArn"]) == BUCKET_ARN
     assert render(permission["SourceAccount"]) == "${AWS::AccountId}"
 
 
-def test_upload_lambda_role_reads_archive_and_never_deletes(templates):
+def test_upload_lambda_role_reads_manifests_only_and_never_deletes(templates):
     policy = next(p for k, p in resources(templates, "ingest", "AWS::IAM::Policy").items() if k.startswith("UploadFunctionPolicy"))
     sts = statements(policy)
     actions = [a for s in sts for a in s["Action"]]
     assert not [a for a in actions if "Delete" in a]
     s3_statements = [s for s in sts if any(a.startswith("s3:") for a in s["Action"])]
     assert s3_statements == [
-        {"Sid": "ReadArchiveObjects", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{BUCKET_ARN}/archive/*"]}
+        {
+            "Sid": "ReadArchiveManifests",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{BUCKET_ARN}/archive/*/_manifest.json"],
+        }
     ]
+    [queue_id] = resources(templates, "ingest", "AWS::SQS::Queue")
+    [park] = [s for s in sts if s["Sid"] == "ParkRejectedManifests"]
+    assert park["Action"] == ["sqs:SendMessage"] and park["Resource"] == [f"${{{queue_id}.Arn}}"]
 
 
 def test_edge_archiver_policy_is_scoped_to_the_archive_prefix(templates):
