@@ -105,7 +105,7 @@ class CatalogStack(Stack):
         )
         crawler_policy = self._crawler_policy(config, storage, log_group_name, self.key)
         self.crawler = self._crawler(config, storage)
-        self.crawler.node.add_dependency(crawler_policy, self.log_group, self.security_configuration)
+        self.crawler.node.add_dependency(crawler_policy, self.log_group)
 
         CfnOutput(self, "DatabaseName", value=config.database_name, description="Glue database ([athena] database on the edge)")
         CfnOutput(self, "CrawlerName", value=self.crawler.ref)
