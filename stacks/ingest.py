@@ -80,36 +80,8 @@ class IngestStack(Stack):
         manifests = f"{storage.bucket_arn}/{config.archive_prefix}*/{MANIFEST_NAME}"
         tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{config.database_name}/*")
 
-        # SSE with SQS's AWS managed KMS key: the Lambda (its role, as a destination and
-        # when it parks a manifest) and whoever reads the queue in this account may use
-        # it through SQS without key grants.
-        self.failed_events = sqs.Queue(
-            self,
-            "UploadFailedEvents",
-            encryption=sqs.QueueEncryption.KMS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failed_events,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter destination of the upload Lambda's failed events; "
-            "a dead-letter queue of a dead-letter queue would have no reader.",
-        )
-        names = {
-            "function": f"/{config.project_name}/ingest/upload-function",
-            "notifications": f"/{config.project_name}/ingest/bucket-notifications-handler",
-        }
-        self.key = logs_key(
-            self, "LogsKey", description="Microgrid ingest: the upload Lambda's logs", log_group_names=list(names.values())
-        )
-        self.log_group = encrypted_log_group(
-            self, "UploadFunctionLogs", name=names["function"], key=self.key, retention_days=config.log_retention_days
-        )
-        self.notifications_log_group = encrypted_log_group(
-            self, "BucketNotificationsLogs", name=names["notifications"], key=self.key,
-            retention_days=config.log_retention_days,
-        )
+        self.failed_events = self._failed_events_queue()
+        self._log_groups(config)
         self.function_role = iam.Role(
             self,
             "UploadFunctionRole",
@@ -143,6 +115,42 @@ class IngestStack(Stack):
         CfnOutput(self, "EdgePolicyArn", value=self.edge_policy.managed_policy_arn, description="Attach to the edge archiver's IAM user or role")
         CfnOutput(self, "UploadFunctionName", value=self.function.function_name)
         CfnOutput(self, "UploadFailedEventsQueueUrl", value=self.failed_events.queue_url)
+
+    def _failed_events_queue(self) -> sqs.Queue:
+        # SSE with SQS's AWS managed KMS key: the Lambda (its role, as a destination and
+        # when it parks a manifest) and whoever reads the queue in this account may use
+        # it through SQS without key grants.
+        queue = sqs.Queue(
+            self,
+            "UploadFailedEvents",
+            encryption=sqs.QueueEncryption.KMS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of the upload Lambda's failed events; "
+            "a dead-letter queue of a dead-letter queue would have no reader.",
+        )
+        return queue
+
+    def _log_groups(self, config: AppConfig) -> None:
+        """The upload Lambda's log group and CDK's notifications handler's, with their key."""
+        names = {
+            "function": f"/{config.project_name}/ingest/upload-function",
+            "notifications": f"/{config.project_name}/ingest/bucket-notifications-handler",
+        }
+        self.key = logs_key(
+            self, "LogsKey", description="Microgrid ingest: the upload Lambda's logs", log_group_names=list(names.values())
+        )
+        self.log_group = encrypted_log_group(
+            self, "UploadFunctionLogs", name=names["function"], key=self.key, retention_days=config.log_retention_days
+        )
+        self.notifications_log_group = encrypted_log_group(
+            self, "BucketNotificationsLogs", name=names["notifications"], key=self.key,
+            retention_days=config.log_retention_days,
+        )
 
     def _function_policy(self, config: AppConfig, manifests: str, tables_arn: str) -> iam.Policy:
         policy = iam.Policy(
