@@ -2,6 +2,9 @@
 # and starts the local services itself; all of them are idempotent.
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
+# The CDK (jsii runtime, cdk CLI) runs on the Node.js 24 that devtools/bootstrap.sh
+# installs from the npm registry, not on the system's older one.
+export PATH := $(CURDIR)/devtools/node/node_modules/.bin:$(PATH)
 
 .PHONY: venv services-up services-down services-status demo test bench synth clean
 

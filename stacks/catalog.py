@@ -12,23 +12,31 @@ removes a column, a table or a partition:
   InheritFromTable (partitions follow the table schema, so Athena sees one schema).
 - Grouping: TableLevelConfiguration at the measurement folder, so each measurement
   is one table even when sites' schemas differ (CombineCompatibleSchemas).
+
+The crawler runs under a Glue security configuration: its CloudWatch logs and any
+job bookmarks are encrypted with this stack's KMS key, anything Glue writes to S3
+with SSE-S3 (as the bucket does). With a security configuration Glue logs to
+``/aws-glue/crawlers-role/<role name>-<configuration name>``; the stack creates that
+log group itself, with the key and ``logRetentionDays``.
 """
 
 from __future__ import annotations
 
 import json
 
-from aws_cdk import ArnFormat, Aws, CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks.config import AppConfig
-from stacks.nag import acknowledge, glue_tables_finding, log_group_finding, s3_objects_finding
+from stacks.log_groups import encrypted_log_group, log_group_arn, logs_key
+from stacks.nag import acknowledge, resource_finding
 from stacks.storage import StorageStack
 
-# Glue crawlers always log to this log group.
-CRAWLER_LOG_GROUP = "/aws-glue/crawlers"
+# With a security configuration, a crawler logs to this log group (Glue's naming).
+CRAWLER_LOG_GROUP_PREFIX = "/aws-glue/crawlers-role/"
 # Crawler exclusions, relative to the archive prefix: the archiver's manifests.
 CRAWLER_EXCLUSIONS = ["**.json", "**/_*"]
 
@@ -70,29 +78,46 @@ class CatalogStack(Stack):
                 description="Microgrid telemetry archive: one table per measurement, partitioned by site_id and date",
             ),
         )
-
-        catalog_arn = self.format_arn(service="glue", resource="catalog")
-        database_arn = self.format_arn(service="glue", resource="database", resource_name=config.database_name)
-        tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{config.database_name}/*")
-        crawler_logs_arn = self.format_arn(
-            service="logs", resource="log-group", resource_name=f"{CRAWLER_LOG_GROUP}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME
-        )
-
         self.crawler_role = iam.Role(
             self,
             "CrawlerRole",
             assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
             description="Glue crawler over the archive prefix: read archive objects, add/update catalog tables",
         )
-        crawler_policy = iam.Policy(
+        self.security_configuration_name = f"{config.project_name}-crawler"
+        log_group_name = f"{CRAWLER_LOG_GROUP_PREFIX}{self.crawler_role.role_name}-{self.security_configuration_name}"
+        self.key = logs_key(
+            self,
+            "CrawlerKey",
+            description="Microgrid catalog: the crawler's CloudWatch logs and Glue job bookmarks",
+            log_group_names=[log_group_name],
+        )
+        self.log_group = encrypted_log_group(
+            self, "CrawlerLogs", name=log_group_name, key=self.key, retention_days=config.log_retention_days
+        )
+        self.security_configuration = glue.SecurityConfiguration(
+            self,
+            "CrawlerSecurity",
+            security_configuration_name=self.security_configuration_name,
+            cloud_watch_encryption=glue.CloudWatchEncryption.kms(self.key),
+            job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(self.key),
+            s3_encryption=glue.S3Encryption.s3_managed(),
+        )
+        crawler_policy = self._crawler_policy(config, storage, log_group_name, self.key)
+        self.crawler = self._crawler(config, storage)
+        self.crawler.node.add_dependency(crawler_policy, self.log_group)
+
+        CfnOutput(self, "DatabaseName", value=config.database_name, description="Glue database ([athena] database on the edge)")
+        CfnOutput(self, "CrawlerName", value=self.crawler.ref)
+
+    def _crawler_policy(self, config: AppConfig, storage: StorageStack, log_group_name: str, key: kms.IKey) -> iam.Policy:
+        archive_objects = storage.archive_objects_arn()
+        tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{config.database_name}/*")
+        policy = iam.Policy(
             self,
             "CrawlerPolicy",
             statements=[
-                iam.PolicyStatement(
-                    sid="ReadArchiveObjects",
-                    actions=["s3:GetObject"],
-                    resources=[storage.archive_objects_arn()],
-                ),
+                iam.PolicyStatement(sid="ReadArchiveObjects", actions=["s3:GetObject"], resources=[archive_objects]),
                 iam.PolicyStatement(
                     sid="ListArchivePrefix",
                     actions=["s3:ListBucket"],
@@ -102,43 +127,42 @@ class CatalogStack(Stack):
                 iam.PolicyStatement(
                     sid="CatalogAddAndUpdate",
                     actions=[
-                        "glue:GetDatabase",
-                        "glue:GetTable",
-                        "glue:GetTables",
-                        "glue:CreateTable",
-                        "glue:UpdateTable",
-                        "glue:GetPartition",
-                        "glue:GetPartitions",
-                        "glue:BatchGetPartition",
-                        "glue:CreatePartition",
-                        "glue:BatchCreatePartition",
-                        "glue:UpdatePartition",
+                        "glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:CreateTable",
+                        "glue:UpdateTable", "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition",
+                        "glue:CreatePartition", "glue:BatchCreatePartition", "glue:UpdatePartition",
                         "glue:BatchUpdatePartition",
                     ],
-                    resources=[catalog_arn, database_arn, tables_arn],
+                    resources=[
+                        self.format_arn(service="glue", resource="catalog"),
+                        self.format_arn(service="glue", resource="database", resource_name=config.database_name),
+                        tables_arn,
+                    ],
                 ),
                 iam.PolicyStatement(
                     sid="CrawlerLogs",
-                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[crawler_logs_arn],
+                    actions=["logs:CreateLogGroup", "logs:AssociateKmsKey", "logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group_arn(self, log_group_name), self.log_group.log_group_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="UseTheCrawlerKey",  # job bookmark encryption (client-side KMS) runs as the role
+                    actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[key.key_arn],
                 ),
             ],
         )
-        crawler_policy.attach_to_role(self.crawler_role)
+        policy.attach_to_role(self.crawler_role)
         acknowledge(
-            crawler_policy,
+            policy,
             "AwsSolutions-IAM5",
             "Wildcards bounded by purpose: objects under the archive prefix only (new files arrive "
-            "daily under new names), tables of this one database only (one per measurement, created "
-            "as measurements appear), and the log group Glue itself names /aws-glue/crawlers.",
-            [
-                s3_objects_finding(storage.bucket_name, config.archive_prefix),
-                glue_tables_finding(self, config.database_name),
-                log_group_finding(self, CRAWLER_LOG_GROUP),
-            ],
+            "daily under new names) and tables of this one database only (one per measurement, "
+            "created as measurements appear).",
+            [resource_finding(self, arn) for arn in (archive_objects, tables_arn)],
         )
+        return policy
 
-        self.crawler = glue.CfnCrawler(
+    def _crawler(self, config: AppConfig, storage: StorageStack) -> glue.CfnCrawler:
+        crawler = glue.CfnCrawler(
             self,
             "ArchiveCrawler",
             name=f"{config.project_name}-archive",
@@ -159,16 +183,7 @@ class CatalogStack(Stack):
             ),
             recrawl_policy=glue.CfnCrawler.RecrawlPolicyProperty(recrawl_behavior="CRAWL_EVERYTHING"),
             configuration=json.dumps(crawler_configuration(config.archive_prefix), sort_keys=True),
+            crawler_security_configuration=self.security_configuration.security_configuration_name,
         )
-        self.crawler.add_resource_dependency(self.database)
-        acknowledge(
-            self.crawler,
-            "AwsSolutions-GL1",
-            "Crawler logs hold table, partition and S3 path names only, never telemetry, and "
-            "CloudWatch Logs encrypts them at rest with its service keys; a customer-managed KMS "
-            "key for them would add cost and key policy without protecting data.",
-        )
-        self.crawler.node.add_dependency(crawler_policy)
-
-        CfnOutput(self, "DatabaseName", value=config.database_name, description="Glue database ([athena] database on the edge)")
-        CfnOutput(self, "CrawlerName", value=self.crawler.ref)
+        crawler.add_resource_dependency(self.database)
+        return crawler

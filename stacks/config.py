@@ -52,6 +52,7 @@ class AppConfig:
     bytes_scanned_cutoff_per_query: int
     crawler_schedule: str
     log_retention_days: int
+    upload_reserved_concurrency: int
 
     @classmethod
     def from_context(cls, scope: Construct) -> "AppConfig":
@@ -65,14 +66,17 @@ class AppConfig:
                 raise ConfigError(f"context value {key!r} is missing (cdk.json or -c {key}=...)")
             return value
 
-        def days(key: str) -> int:
+        def count(key: str, unit: str = "") -> int:
             try:
                 value = int(required(key))
             except (TypeError, ValueError):
-                raise ConfigError(f"context value {key!r} must be a whole number of days") from None
+                raise ConfigError(f"context value {key!r} must be a whole number{unit and ' of ' + unit}") from None
             if value < 1:
-                raise ConfigError(f"context value {key!r} must be at least 1 day")
+                raise ConfigError(f"context value {key!r} must be at least 1{unit and ' ' + unit.rstrip('s')}")
             return value
+
+        def days(key: str) -> int:
+            return count(key, "days")
 
         def prefix(key: str) -> str:
             value = str(required(key)).strip("/")
@@ -97,6 +101,7 @@ class AppConfig:
             bytes_scanned_cutoff_per_query=int(required("bytesScannedCutoffPerQuery")),
             crawler_schedule=str(required("crawlerSchedule")),
             log_retention_days=days("logRetentionDays"),
+            upload_reserved_concurrency=count("uploadReservedConcurrency"),
         )
         config.validate()
         return config

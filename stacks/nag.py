@@ -8,7 +8,9 @@ through by an old acknowledgment.
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, Stack, Token, Validations
+from typing import Any
+
+from aws_cdk import Acknowledgment, Stack, Validations
 from constructs import IConstruct
 
 PACK = "AwsSolutions"
@@ -21,21 +23,23 @@ def acknowledge(construct: IConstruct, rule: str, reason: str, findings: list[st
     Validations.of(construct).acknowledge(*(Acknowledgment(id=i, reason=reason) for i in ids))
 
 
-# How cdk-nag spells the wildcard resources it finds, for exact acknowledgments.
-def _pseudo(value: str, name: str) -> str:
-    return f"<AWS::{name}>" if Token.is_unresolved(value) else value
+def resource_finding(scope: IConstruct, arn: str) -> str:
+    """How cdk-nag names a policy resource in its findings (``Resource::...``): the
+    ARN as its stack resolves it, pseudo parameters and references as ``<AWS::X>``,
+    ``<LogicalId>`` and ``<LogicalId.Attr>``. Rendered from the very ARN the policy
+    holds, so it matches whatever the stack resolves to (a literal partition and
+    region when the environment is known, tokens when it is not)."""
+    return "Resource::" + _render(Stack.of(scope).resolve(arn))
 
 
-def s3_objects_finding(bucket_name: str, prefix: str) -> str:
-    name = bucket_name.replace(Aws.ACCOUNT_ID, "<AWS::AccountId>").replace(Aws.REGION, "<AWS::Region>")
-    return f"Resource::arn:<AWS::Partition>:s3:::{name}/{prefix}*"
-
-
-def glue_tables_finding(stack: Stack, database: str) -> str:
-    region, account = _pseudo(stack.region, "Region"), _pseudo(stack.account, "AccountId")
-    return f"Resource::arn:<AWS::Partition>:glue:{region}:{account}:table/{database}/*"
-
-
-def log_group_finding(stack: Stack, name: str) -> str:
-    region, account = _pseudo(stack.region, "Region"), _pseudo(stack.account, "AccountId")
-    return f"Resource::arn:<AWS::Partition>:logs:{region}:{account}:log-group:{name}:*"
+def _render(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_render(part) for part in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return f"<{'.'.join(value['Fn::GetAtt'])}>"
+    raise ValueError(f"cannot name a finding for {value!r}")

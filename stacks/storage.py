@@ -7,6 +7,7 @@ from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.checkov import skip_check
 from stacks.config import AppConfig
 
 INCOMPLETE_UPLOAD_DAYS = 7
@@ -18,8 +19,10 @@ class StorageStack(Stack):
         self.config = config
 
         # Server access logs must go to a bucket with SSE-S3 (S3 log delivery cannot
-        # use KMS keys); logs expire after a configurable age. The log bucket is not
-        # logged itself (cdk-nag's S1 recognises a log destination).
+        # use KMS keys); logs expire after a configurable age. Versioned, so a log
+        # deleted or overwritten by mistake (or on purpose) is kept as a noncurrent
+        # version for noncurrentVersionExpirationDays. The log bucket is not logged
+        # itself (cdk-nag's S1 recognises a log destination; checkov is told why).
         self.access_logs_bucket = s3.Bucket(
             self,
             "AccessLogsBucket",
@@ -28,16 +31,29 @@ class StorageStack(Stack):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
             minimum_tls_version=1.2,
-            versioned=False,
+            versioned=True,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-access-logs",
                     enabled=True,
                     expiration=Duration.days(config.access_logs_expiration_days),
+                    noncurrent_version_expiration=Duration.days(config.noncurrent_version_expiration_days),
                     abort_incomplete_multipart_upload_after=Duration.days(INCOMPLETE_UPLOAD_DAYS),
-                )
+                ),
+                s3.LifecycleRule(
+                    id="remove-expired-delete-markers",
+                    enabled=True,
+                    expired_object_delete_marker=True,
+                ),
             ],
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        skip_check(
+            self.access_logs_bucket,
+            "CKV_AWS_18",
+            "This bucket is where the archive bucket's server access logs go. Logging it into "
+            "itself would log its own log deliveries without end (AWS advises against it), and a "
+            "further log bucket would only move the question; only S3's log delivery writes here.",
         )
 
         # The archive bucket. SSE-S3: every reader (Athena, Glue crawler, the upload

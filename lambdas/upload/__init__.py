@@ -1,5 +1,7 @@
-"""The upload Lambda: registers each new archive object's partition in the Glue catalog.
+"""The upload Lambda: registers each archive day in the Glue catalog from the
+``_manifest.json`` the archiver writes beside the day's Parquet parts.
 
 Deployed as an asset (``lambdas/`` directory, handler ``upload.handler.handler``).
-Only the standard library and boto3 are used: the Lambda runtime has no pyarrow.
+Only the standard library and boto3 are used, and no binary input is parsed: the
+columns and their types come from the manifest.
 """

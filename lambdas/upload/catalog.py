@@ -1,4 +1,4 @@
-"""Glue catalog entries for archive objects: one table per measurement, one partition
+"""Glue catalog entries for archive days: one table per measurement, one partition
 per (site_id, date).
 
 Tables look like the ones a Glue crawler makes for Parquet (classification parquet,
@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .layout import PARTITION_KEYS, ArchiveObject
-from .parquet_schema import Column
+from .layout import PARTITION_KEYS, ArchiveDay
+from .manifest import Column
 
 log = logging.getLogger("upload.catalog")
 
@@ -40,7 +40,7 @@ class ColumnMerge:
 
 
 def glue_columns(columns: list[Column]) -> list[dict[str, str]]:
-    """Glue column list for a file's columns: names lower-cased (Glue and Athena are
+    """Glue column list for a day's columns: names lower-cased (Glue and Athena are
     case-insensitive), duplicates and partition keys left out (Athena rejects a
     column that repeats a partition key; its value comes from the path)."""
     out: list[dict[str, str]] = []
@@ -82,13 +82,13 @@ def storage_descriptor(location: str, columns: list[dict[str, Any]]) -> dict[str
     }
 
 
-def new_table_input(obj: ArchiveObject, bucket: str, columns: list[dict[str, str]]) -> dict[str, Any]:
+def new_table_input(day: ArchiveDay, bucket: str, columns: list[dict[str, str]]) -> dict[str, Any]:
     return {
-        "Name": obj.table_name,
+        "Name": day.table_name,
         "TableType": "EXTERNAL_TABLE",
         "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE", "typeOfData": "file"},
         "PartitionKeys": [{"Name": key, "Type": "string"} for key in PARTITION_KEYS],
-        "StorageDescriptor": storage_descriptor(obj.table_location(bucket), columns),
+        "StorageDescriptor": storage_descriptor(day.table_location(bucket), columns),
     }
 
 
@@ -96,24 +96,24 @@ def table_input_from(table: dict[str, Any]) -> dict[str, Any]:
     return {key: table[key] for key in TABLE_INPUT_KEYS if key in table}
 
 
-def ensure_table(glue: Any, database: str, obj: ArchiveObject, bucket: str, columns: list[Column]) -> dict[str, Any]:
+def ensure_table(glue: Any, database: str, day: ArchiveDay, bucket: str, columns: list[Column]) -> dict[str, Any]:
     """The measurement's table, created on first sight and widened when the file has
     columns the table lacks. Returns the table as GetTable describes it."""
     incoming = glue_columns(columns)
     for _ in range(UPDATE_ATTEMPTS):
-        table = _get_table(glue, database, obj.table_name)
+        table = _get_table(glue, database, day.table_name)
         if table is None:
             try:
-                glue.create_table(DatabaseName=database, TableInput=new_table_input(obj, bucket, incoming))
+                glue.create_table(DatabaseName=database, TableInput=new_table_input(day, bucket, incoming))
             except glue.exceptions.AlreadyExistsException:
                 continue  # created concurrently: merge into it on the next pass
-            log.info("table created", extra={"table": obj.table_name, "columns": len(incoming)})
+            log.info("table_created", extra={"table": day.table_name, "columns": len(incoming)})
             continue  # re-read: return what Glue stored
         merge = merge_columns(table.get("StorageDescriptor", {}).get("Columns", []), incoming)
         if merge.type_conflicts:
             log.warning(
-                "column type differs from the table; table type kept",
-                extra={"table": obj.table_name, "conflicts": merge.type_conflicts},
+                "column_type_kept",
+                extra={"table": day.table_name, "conflicts": merge.type_conflicts},
             )
         if not merge.added:
             return table
@@ -126,18 +126,18 @@ def ensure_table(glue: Any, database: str, obj: ArchiveObject, bucket: str, colu
             glue.update_table(**kwargs)
         except glue.exceptions.ConcurrentModificationException:
             continue
-        log.info("table columns added", extra={"table": obj.table_name, "added": merge.added})
-    raise RuntimeError(f"table {database}.{obj.table_name} kept changing; gave up after {UPDATE_ATTEMPTS} attempts")
+        log.info("table_columns_added", extra={"table": day.table_name, "added": merge.added})
+    raise RuntimeError(f"table {database}.{day.table_name} kept changing; gave up after {UPDATE_ATTEMPTS} attempts")
 
 
-def ensure_partition(glue: Any, database: str, obj: ArchiveObject, bucket: str, table: dict[str, Any]) -> str:
+def ensure_partition(glue: Any, database: str, day: ArchiveDay, bucket: str, table: dict[str, Any]) -> str:
     """The object's partition, with the table's columns. Returns what was done:
     ``created``, ``updated`` (columns caught up with the table) or ``exists``."""
     columns = table["StorageDescriptor"]["Columns"]
-    wanted = storage_descriptor(obj.partition_location(bucket), columns)
+    wanted = storage_descriptor(day.partition_location(bucket), columns)
     try:
         current = glue.get_partition(
-            DatabaseName=database, TableName=obj.table_name, PartitionValues=obj.partition_values
+            DatabaseName=database, TableName=day.table_name, PartitionValues=day.partition_values
         )["Partition"]
     except glue.exceptions.EntityNotFoundException:
         current = None
@@ -145,8 +145,8 @@ def ensure_partition(glue: Any, database: str, obj: ArchiveObject, bucket: str, 
         try:
             glue.create_partition(
                 DatabaseName=database,
-                TableName=obj.table_name,
-                PartitionInput={"Values": obj.partition_values, "StorageDescriptor": wanted},
+                TableName=day.table_name,
+                PartitionInput={"Values": day.partition_values, "StorageDescriptor": wanted},
             )
             return "created"
         except glue.exceptions.AlreadyExistsException:
@@ -157,8 +157,8 @@ def ensure_partition(glue: Any, database: str, obj: ArchiveObject, bucket: str, 
     partition_input["StorageDescriptor"] = {**current["StorageDescriptor"], "Columns": columns}
     glue.update_partition(
         DatabaseName=database,
-        TableName=obj.table_name,
-        PartitionValueList=obj.partition_values,
+        TableName=day.table_name,
+        PartitionValueList=day.partition_values,
         PartitionInput=partition_input,
     )
     return "updated"
