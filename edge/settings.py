@@ -255,6 +255,10 @@ class ParserOptions(_Section):
     default_timezone: str = "UTC"
     site_timezones: dict[str, str] = Field(default_factory=dict)
     max_in_flight: int = 20000
+    # Per-site metrics (last seen, messages): a site unheard of for this long leaves
+    # them, and so do the least recently seen beyond site_metrics_max_sites.
+    site_metrics_forget_after_s: float = 86_400.0
+    site_metrics_max_sites: int = 1000
 
 
 class SinkOptions(_Section):

@@ -34,6 +34,7 @@ from edge.kafka.offsets import OffsetTracker
 from edge.parser import ParseError, TimeZones, parse
 from edge.core.supervision import ServiceRuntime, start_service, wait_for_kafka
 from edge.settings import ParserSettings
+from edge.stages.site_activity import SiteMetrics, site_of_raw
 
 MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
 POINTS_OUT = Counter("edge_parser_points", "Points produced to the parsed topic")
@@ -64,6 +65,7 @@ class ParserService:
         self.dlq_topic = kafka.dlq_topic
         self.zones = TimeZones.from_names(settings.parser.default_timezone, settings.parser.site_timezones)
         self.max_in_flight = settings.parser.max_in_flight
+        self.sites = SiteMetrics(settings.parser.site_metrics_forget_after_s, settings.parser.site_metrics_max_sites)
         self.tracker = OffsetTracker()
         self.failed: set[int] = set()  # partitions with a failed delivery, to rewind
         self.producer = Producer(producer_config(kafka, client_id, error_cb=self._on_kafka_error))
@@ -117,10 +119,12 @@ class ParserService:
         try:
             result = parse(raw if raw is not None else b"", self.zones)
         except ParseError as exc:
+            self.sites.seen(site_of_raw(raw))
             self.tracker.begin(partition, offset, 1)
             self._dead_letter(msg, "parse_error", str(exc))
             return
         points = result.points
+        self.sites.seen_points(points)
         outputs = len(points) + (1 if result.problems else 0)
         self.tracker.begin(partition, offset, outputs)
         delivered = self._delivery_callback(partition, offset)
