@@ -306,6 +306,9 @@ class ArchiveOptions(_Section):
     # ``delete_without_s3`` is true (or ``--delete`` is given).
     delete_after_verify: bool = True
     delete_without_s3: bool = False
+    # A .prom file for node_exporter's textfile collector: the run's metrics
+    # (last success time included) outlive the oneshot process. None: not written.
+    metrics_textfile: str | None = None
 
 
 class S3Settings(_Section):
