@@ -259,3 +259,40 @@ def test_site_silent_fires_in_prometheus_for_the_site_that_stopped(pipeline, tmp
 def _sites_in_prometheus(prometheus: Prometheus) -> set[str]:
     data = prometheus.get("/api/v1/query?query=edge_parser_site_last_seen_timestamp_seconds")
     return {r["metric"]["site_id"] for r in data["result"]}
+
+
+# ------------------------------------------------------------------ archive outcome
+
+
+def test_archive_leaves_its_last_success_in_the_textfile_and_a_failed_run_keeps_it(local_services, names,
+                                                                                    edge_env, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support import influx
+    from tests.support.processes import EdgeProcess
+
+    textfile = tmp_path / "textfile" / "edge_archive.prom"
+    env = dict(edge_env, EDGE_ARCHIVE__METRICS_TEXTFILE=str(textfile))
+    url = local_services["influxdb"].url
+    influx.execute(url, f'CREATE DATABASE "{names["database"]}"')
+    try:
+        before = time.time()
+        ok = EdgeProcess(["archive", "--older-than", "0"], env, tmp_path / "archive-ok.log").start()
+        assert ok.proc.wait(60) == 0, ok.log()
+        first = _samples(text_string_to_metric_families(textfile.read_text()))
+        assert before <= first["edge_archive_last_success_timestamp_seconds"] <= time.time()
+        assert all(name.startswith("edge_archive_") for name in first)  # nothing node_exporter has itself
+
+        # A point below microsecond precision cannot be archived: its window fails.
+        body = b"field1,site_id=000001 soc=1.5 1704067200000000001"
+        urllib.request.urlopen(urllib.request.Request(f"{url}/write?db={names['database']}", data=body), timeout=10)
+        failed = EdgeProcess(["archive", "--older-than", "0"], env, tmp_path / "archive-failed.log").start()
+        assert failed.proc.wait(60) != 0, failed.log()
+        second = _samples(text_string_to_metric_families(textfile.read_text()))
+        assert second["edge_archive_last_success_timestamp_seconds"] == first["edge_archive_last_success_timestamp_seconds"]
+    finally:
+        influx.execute(url, f'DROP DATABASE "{names["database"]}"')
+
+
+def _samples(families) -> dict[str, float]:
+    return {s.name: s.value for f in families for s in f.samples if not s.labels}
