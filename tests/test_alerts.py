@@ -282,6 +282,7 @@ def test_archive_leaves_its_last_success_in_the_textfile_and_a_failed_run_keeps_
         first = _samples(text_string_to_metric_families(textfile.read_text()))
         assert before <= first["edge_archive_last_success_timestamp_seconds"] <= time.time()
         assert all(name.startswith("edge_archive_") for name in first)  # nothing node_exporter has itself
+        assert textfile.stat().st_mode & 0o777 == 0o644  # node_exporter is another user
 
         # A point below microsecond precision cannot be archived: its window fails.
         body = b"field1,site_id=000001 soc=1.5 1704067200000000001"

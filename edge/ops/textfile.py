@@ -14,9 +14,10 @@ not reset it to 0.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry, write_to_textfile
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -32,11 +33,16 @@ class _Prefixed:
 
 
 def write_textfile(path: str | Path, prefix: str, source=REGISTRY) -> None:
-    """Write the families named ``prefix*`` to ``path`` (atomically)."""
+    """Write the families named ``prefix*`` to ``path`` atomically, readable by all
+    (node_exporter runs as another user; the units' UMask is 0077)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Prefixed(prefix, source))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(generate_latest(registry))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
 
 
 def previous_value(path: str | Path, sample_name: str) -> float | None:
