@@ -110,7 +110,8 @@ def test_replay_of_a_window_and_a_site_into_the_parsed_topic_and_influxdb(pipeli
     written = value(scrape(p.ports["sink"]), "edge_sink_lines_written_total")
     # Again, with today's settings changed: parsed again, same series and times overwritten.
     p.env["EDGE_PARSER__SITE_TIMEZONES"] = json.dumps({B: "Asia/Seoul"})
-    _replay(p.env, *window, "--group-id", "replay-" + p.groups["parse"])
+    again = _replay(p.env, *window, "--group-id", "replay-" + p.groups["parse"], "--progress", "bar")
+    assert "replay:" in again and "msg/s" in again and "points=" in again  # the bar: rate, and points so far
     wait_for(lambda: value(scrape(p.ports["sink"]), "edge_sink_lines_written_total") >= written + len(expected),
              60, what="second replay written")
     assert p.points() == len(expected)
