@@ -166,9 +166,9 @@ def _bar(total: int, enabled: bool):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="start", type=moment, required=True,
+    parser.add_argument("--from", dest="start", type=moment, required=True, metavar="T",
                         help="replay raw records from this moment (their Kafka timestamp; UTC unless given)")
-    parser.add_argument("--to", dest="end", type=moment, help="up to this moment, exclusive (default: when the replay started)")
+    parser.add_argument("--to", dest="end", type=moment, metavar="T", help="up to this moment, exclusive (default: when the replay started)")
     parser.add_argument("--site", action="append", default=[], help="only this site's messages (repeatable)")
     parser.add_argument("--group-id", default=DEFAULT_GROUP,
                         help=f"consumer group of the replay (default {DEFAULT_GROUP}; never the live parser's)")
