@@ -17,6 +17,8 @@ have npm || need_pkgs+=(npm)
 have systemd-analyze || need_pkgs+=(systemd)
 have openssl || need_pkgs+=(openssl)
 have pg_ctlcluster || need_pkgs+=(postgresql)
+# promtool checks and unit-tests the alert rules; prometheus runs the end-to-end alert test.
+{ have promtool && have prometheus; } || need_pkgs+=(prometheus)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing system packages: ${need_pkgs[*]}"

@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "query": ("edge.query.command", "SQL over the archive: Athena, or --local with DuckDB"),
     "config": ("edge.ops.config_check", "validate a config file and print the effective settings"),
     "install": ("edge.ops.install", "install systemd units and a config skeleton"),
+    "replay": ("edge.ops.replay", "parse the raw topic again from a moment on, into the parsed topic"),
+    "dlq": ("edge.ops.dlq", "list, show and redrive dead letters"),
+    "restore": ("edge.ops.restore", "write archived points back into an InfluxDB database"),
 }
 
 

@@ -267,6 +267,10 @@ class ParserOptions(_Section):
     default_timezone: str = "UTC"
     site_timezones: dict[str, str] = Field(default_factory=dict)
     max_in_flight: int = 20000
+    # Per-site metrics (last seen, messages): a site unheard of for this long leaves
+    # them, and so do the least recently seen beyond site_metrics_max_sites.
+    site_metrics_forget_after_s: float = 86_400.0
+    site_metrics_max_sites: int = 1000
 
 
 class SinkOptions(_Section):
@@ -314,6 +318,9 @@ class ArchiveOptions(_Section):
     # ``delete_without_s3`` is true (or ``--delete`` is given).
     delete_after_verify: bool = True
     delete_without_s3: bool = False
+    # A .prom file for node_exporter's textfile collector: the run's metrics
+    # (last success time included) outlive the oneshot process. None: not written.
+    metrics_textfile: str | None = None
 
 
 class S3Settings(_Section):

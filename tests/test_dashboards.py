@@ -143,8 +143,23 @@ def test_every_promql_query_names_an_exported_metric(exported_metrics):
     for var in dashboard["templating"]["list"]:
         assert set(_METRIC.findall(var["query"]["query"])) <= exported_metrics
     titles = " | ".join(p["title"] for p in _panels(dashboard)).lower()
-    for wanted in ("throughput", "lag", "dead-lettered", "retries", "last success"):
+    for wanted in ("throughput", "lag", "dead-lettered", "retries", "last success", "site status"):
         assert wanted in titles, wanted
     for family in ("edge_parser_consumer_lag", "edge_sink_consumer_lag", "edge_parser_dlq_records_total",
-                   "edge_sink_dlq_records_total", "edge_sink_write_retries_total", "edge_sink_write_seconds_bucket"):
+                   "edge_sink_dlq_records_total", "edge_sink_write_retries_total", "edge_sink_write_seconds_bucket",
+                   "edge_parser_site_last_seen_timestamp_seconds"):
         assert family in used, family
+
+
+def test_site_status_shows_last_seen_per_site_as_the_site_silent_alert_measures_it():
+    dashboard = json.loads((GRAFANA / "dashboards" / "pipeline-health.json").read_text())
+    panel = next(p for p in _panels(dashboard) if p["title"].lower().startswith("site status"))
+    (target,) = [t for t in panel["targets"] if not t.get("hide")]
+    assert "by (site_id)" in target["expr"] and "{{site_id}}" in target["legendFormat"]
+    assert panel["fieldConfig"]["defaults"]["unit"] == "s"
+    alerts = yaml.safe_load((GRAFANA.parent / "prometheus" / "alerts.yml").read_text())
+    silent = next(r for g in alerts["groups"] for r in g["rules"] if r["alert"] == "SiteSilent")
+    # The same measure as the alert (the dashboard adds only its instance filter), red at its threshold.
+    assert target["expr"].replace('{instance=~"$instance"}', "") == silent["expr"].rsplit(" > ", 1)[0]
+    red = [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"] if s["color"] == "red"]
+    assert red == [float(silent["expr"].rsplit(" > ", 1)[1])]

@@ -47,6 +47,7 @@ from edge.settings import ArchiveSettings
 ROWS_EXPORTED = Gauge("edge_archive_rows_exported", "Rows exported to Parquet in this run")
 WINDOWS_DONE = Gauge("edge_archive_windows_done", "Windows handled in this run (exported, skipped or failed)")
 WINDOWS_FAILED = Gauge("edge_archive_windows_failed", "Windows that failed in this run")
+LAST_SUCCESS = Gauge("edge_archive_last_success_timestamp_seconds", "Unix time the last run without a failed window ended")
 
 
 @dataclass
@@ -509,6 +510,18 @@ def run(args: argparse.Namespace) -> int:
     if args.older_than is not None and (args.start or args.end):
         print("edge archive: --older-than and --start/--end are exclusive", file=sys.stderr)
         return 2
+    code = _run(settings, args, log, runtime)
+    textfile = settings.archive.metrics_textfile
+    if textfile and not args.dry_run:  # the run's outcome outlives the process
+        from edge.ops.textfile import load_gauge, write_textfile
+
+        if code != 0:
+            load_gauge(textfile, LAST_SUCCESS)
+        write_textfile(textfile, "edge_archive_")
+    return code
+
+
+def _run(settings: ArchiveSettings, args: argparse.Namespace, log, runtime) -> int:
     try:
         summary = archive(
             settings,
@@ -530,4 +543,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"archive: {summary.line()}")
         for failure in summary.failures:
             print(f"archive: failed {failure}", file=sys.stderr)
+        if not summary.failed:
+            LAST_SUCCESS.set_to_current_time()
     return 1 if summary.failed else 0

@@ -14,6 +14,7 @@ The input record's own headers (e.g. amqp.*) are kept after these.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 REASONS = {
@@ -58,3 +59,69 @@ def dlq_headers(
 def header_map(headers: list[Header] | None) -> dict[str, bytes]:
     """Headers as a dict (last one wins); convenient for readers and tests."""
     return {k: v for k, v in (headers or [])}
+
+
+# ---------------------------------------------------------------- reading back
+
+
+def _text(headers: dict[str, bytes], key: str) -> str:
+    value = headers.get(key)
+    return value.decode("utf-8", "replace") if value is not None else ""
+
+
+def _int(headers: dict[str, bytes], key: str) -> int | None:
+    try:
+        return int(headers[key])
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """What the ``dlq.*`` headers of a DLQ record say (empty/None where missing)."""
+
+    stage: str
+    reason: str
+    error: str
+    source_topic: str
+    source_partition: int | None
+    source_offset: int | None
+    time: str
+
+    @classmethod
+    def from_headers(cls, headers: list[Header] | None) -> "DeadLetter":
+        h = header_map(headers)
+        return cls(
+            stage=_text(h, "dlq.stage"),
+            reason=_text(h, "dlq.reason"),
+            error=_text(h, "dlq.error"),
+            source_topic=_text(h, "dlq.source.topic"),
+            source_partition=_int(h, "dlq.source.partition"),
+            source_offset=_int(h, "dlq.source.offset"),
+            time=_text(h, "dlq.time"),
+        )
+
+
+# ---------------------------------------------------------------- redrive
+
+# Set on a record an operator sent back from the DLQ (``edge dlq redrive``): where
+# in the DLQ it came from (``<topic>:<partition>:<offset>``) and when. Not ``dlq.*``,
+# so a record that fails again keeps them in its new DLQ record.
+REDRIVE_FROM = "redrive.from"
+REDRIVE_TIME = "redrive.time"
+
+# The topic a stage's dead letters go back to: the input of that stage.
+REDRIVE_TARGET = {"parser": "raw", "sink": "parsed"}
+
+
+def redrive_headers(
+    headers: list[Header] | None, *, dlq_topic: str, partition: int, offset: int, now: datetime | None = None
+) -> list[Header]:
+    """The original record's headers (without ``dlq.*`` and any earlier
+    ``redrive.*``) plus where in the DLQ this record was redriven from, and when."""
+    kept = [(k, v) for k, v in (headers or []) if not k.startswith(("dlq.", "redrive."))]
+    when = (now or datetime.now(timezone.utc)).isoformat()
+    return kept + [
+        (REDRIVE_FROM, f"{dlq_topic}:{partition}:{offset}".encode()),
+        (REDRIVE_TIME, when.encode()),
+    ]

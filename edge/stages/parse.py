@@ -34,6 +34,7 @@ from edge.kafka.producer import DeadLetters, StageProducer
 from edge.kafka.runner import StageRunner
 from edge.parser import ParseError, TimeZones, parse
 from edge.settings import ParserSettings
+from edge.stages.site_activity import SiteMetrics, site_of_raw
 
 MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
 POINTS_OUT = Counter("edge_parser_points", "Points produced to the parsed topic")
@@ -62,6 +63,7 @@ class ParseStage:
         self.log = log
         self.stop = stop
         self.seek = seek
+        self.sites = SiteMetrics(settings.parser.site_metrics_forget_after_s, settings.parser.site_metrics_max_sites)
         self.tracker = OffsetTracker()
         self.failed: set[int] = set()  # partitions with a failed delivery, to rewind
         self.rewind_backoff = Backoff(0.5, 10.0)
@@ -121,9 +123,11 @@ class ParseStage:
         try:
             result = parse(raw if raw is not None else b"", self.zones)
         except ParseError as exc:
+            self.sites.seen(site_of_raw(raw))
             ticket = self.tracker.begin(msg.partition(), msg.offset(), 1)
             return self.dead.send(msg, "parse_error", str(exc), self._delivered(ticket))
         points = result.points
+        self.sites.seen_points(points)
         ticket = self.tracker.begin(msg.partition(), msg.offset(), len(points) + (1 if result.problems else 0))
         delivered = self._delivered(ticket)
         produce = self.producer.produce
