@@ -43,7 +43,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from edge.kafka.lag import LagGauge
 from edge.stages.sink_batch import BatchLimits, PartitionBuffer, body_is_clean, split_bad_records, take_counts, write_due
 from edge.core.dlq import dlq_headers
-from edge.influx.errors import Outcome, RetryLater, WriteResult, find_rejected
+from edge.influx.errors import Outcome, RetryLater, WriteResult, find_rejected, server_limit
 from edge.influx.writer import InfluxWriter
 from edge.kafka.config import consumer_config, producer_config
 from edge.core.lifecycle import StopSignal
@@ -56,6 +56,8 @@ LINES_WRITTEN = Counter("edge_sink_lines_written", "Lines InfluxDB stored (2xx),
 BATCHES_WRITTEN = Counter("edge_sink_batches_written", "Write requests InfluxDB answered 2xx or 400")
 WRITE_RETRIES = Counter("edge_sink_write_retries", "Write attempts that failed and will be retried")
 DLQ_RECORDS = Counter("edge_sink_dlq_records", "Records sent to the DLQ", ["reason"])
+SERVER_LIMIT_DROPS = Counter("edge_sink_server_limit_drops",
+                             "Lines InfluxDB dropped for a server limit (in the DLQ as influx_rejected)", ["reason"])
 BUFFERED_LINES = Gauge("edge_sink_buffered_lines", "Records consumed and not yet written")
 PAUSED = Gauge("edge_sink_paused", "1 while fetching is paused (InfluxDB unavailable or buffer full)")
 BATCH_LINES = Histogram("edge_sink_batch_lines", "Records per write request that InfluxDB answered",
@@ -406,8 +408,10 @@ class Sink:
         BATCHES_WRITTEN.inc()
         BATCH_LINES.observe(n)
         LAST_WRITE.set_to_current_time()
-        for _msg, reason, _why in request.dead:
+        for _msg, reason, why in request.dead:
             DLQ_RECORDS.labels(reason=reason).inc()
+            if reason == "influx_rejected" and (limit := server_limit(why)):
+                SERVER_LIMIT_DROPS.labels(reason=limit).inc()
         if self.failing is not None:
             self.log.info("resumed", after_attempts=self.backoff.attempts, last_error=self.failing.error[:300])
             self.runtime.status(f"writing {self.topic} -> {self.settings.influxdb.database}")
