@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import UTC, date, datetime
 
 import pyarrow.dataset as ds
@@ -246,3 +247,18 @@ def test_only_complete_days_unless_today_is_asked_for(two_policies, tmp_path):
     assert (today.windows, today.exported, today.deleted) == (1, 1, 1)
     assert _count(db, "autogen") == 0
     assert len(_archived_rows(tmp_path, "field1")) == 48
+
+
+def test_the_demos_call_archives_what_was_just_written(two_policies, tmp_path):
+    """devtools/demo.py archives right after ingesting: points of now, age 0."""
+    db = two_policies
+    now_ns = time.time_ns() // 10**9 * 10**9
+    _write(db, "autogen", [f"field1,device=Battery,site_id={SITE} v={i}.5 {now_ns - i * 10**9}" for i in range(30)])
+    settings = _settings(db, tmp_path)
+    # Age 0 alone stops at the last complete day: nothing of today.
+    assert archive(settings, older_than_days=0, delete=True, progress=False).windows == 0
+    assert _count(db, "autogen") == 30
+    # The demo's documented call: today included, archived, verified, deleted.
+    done = archive(settings, older_than_days=0, include_today=True, delete=True, progress=False)
+    assert (done.exported, done.failed, done.rows) == (done.windows, 0, 30)
+    assert _count(db, "autogen") == 0
