@@ -53,6 +53,10 @@ UNSUPPORTED = {
 # ---------------------------------------------------------------- pure
 
 
+def topic_names(kafka: KafkaSettings) -> list[str]:
+    return [kafka.raw_topic, kafka.parsed_topic, kafka.dlq_topic]
+
+
 def topic_configs(kafka: KafkaSettings) -> dict[str, dict[str, str]]:
     """Topic name -> the configs it must have, as Kafka strings."""
     in_sync = str(min(2, kafka.replication_factor))
@@ -60,11 +64,8 @@ def topic_configs(kafka: KafkaSettings) -> dict[str, dict[str, str]]:
     def configs(retention_ms: int) -> dict[str, str]:
         return {"cleanup.policy": "delete", "min.insync.replicas": in_sync, "retention.ms": str(retention_ms)}
 
-    return {
-        kafka.raw_topic: configs(kafka.raw_retention_ms),
-        kafka.parsed_topic: configs(kafka.parsed_retention_ms),
-        kafka.dlq_topic: configs(kafka.dlq_retention_ms),
-    }
+    retention = (kafka.raw_retention_ms, kafka.parsed_retention_ms, kafka.dlq_retention_ms)
+    return {name: configs(ms) for name, ms in zip(topic_names(kafka), retention)}
 
 
 @dataclass(frozen=True)
