@@ -116,20 +116,26 @@ class TopicStatus:
 # ---------------------------------------------------------------- broker
 
 
+def _per_topic(action: str, request, resources: list[ConfigResource], timeout_s: float) -> dict[str, object]:
+    """Topic -> the broker's answer for it, or one line (str) saying what it refused."""
+    try:
+        futures = request(resources, request_timeout=timeout_s)
+    except KafkaException as exc:
+        return {r.name: broker_refusal(action, exc) for r in resources}
+    answers: dict[str, object] = {}
+    for resource, future in futures.items():
+        try:
+            answers[resource.name] = future.result(timeout_s)
+        except KafkaException as exc:
+            answers[resource.name] = broker_refusal(action, exc)
+    return answers
+
+
 def _describe(admin: AdminClient, names: list[str], timeout_s: float) -> dict[str, dict[str, str | None] | str]:
     """Topic -> its configs, or the reason they could not be read."""
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in names]
-    out: dict[str, dict[str, str | None] | str] = {}
-    try:
-        futures = admin.describe_configs(resources, request_timeout=timeout_s)
-    except KafkaException as exc:
-        return {n: broker_refusal("describe topic configs", exc) for n in names}
-    for resource, future in futures.items():
-        try:
-            out[resource.name] = {k: entry.value for k, entry in future.result(timeout_s).items()}
-        except KafkaException as exc:
-            out[resource.name] = broker_refusal("describe topic configs", exc)
-    return out
+    answers = _per_topic("describe topic configs", admin.describe_configs, resources, timeout_s)
+    return {n: a if isinstance(a, str) else {k: e.value for k, e in a.items()} for n, a in answers.items()}
 
 
 def _alter(admin: AdminClient, changes: dict[str, list[Drift]], timeout_s: float) -> dict[str, str]:
@@ -140,17 +146,8 @@ def _alter(admin: AdminClient, changes: dict[str, list[Drift]], timeout_s: float
         ])
         for name, drift in changes.items()
     ]
-    errors: dict[str, str] = {}
-    try:
-        futures = admin.incremental_alter_configs(resources, request_timeout=timeout_s)
-    except KafkaException as exc:
-        return {name: broker_refusal("alter topic configs", exc) for name in changes}
-    for resource, future in futures.items():
-        try:
-            future.result(timeout_s)
-        except KafkaException as exc:
-            errors[resource.name] = broker_refusal("alter topic configs", exc)
-    return errors
+    answers = _per_topic("alter topic configs", admin.incremental_alter_configs, resources, timeout_s)
+    return {n: a for n, a in answers.items() if isinstance(a, str)}
 
 
 def _create_missing(admin: AdminClient, kafka: KafkaSettings, missing: list[str], timeout_s: float) -> set[str]:
