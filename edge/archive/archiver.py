@@ -372,13 +372,7 @@ def archive(
         include_today=include_today,
     )
     target, local = _stores(settings, store)
-    if delete is None:
-        delete = (
-            settings.archive.delete_after_verify
-            if target is not local
-            else settings.archive.delete_without_s3
-        )
-    delete = delete and not keep
+    delete = _wants_delete(settings, target is not local, delete, keep)
     if all_policies is None:
         all_policies = settings.archive.all_retention_policies
     source = InfluxArchiveSource(settings.influxdb)
@@ -413,6 +407,13 @@ def archive(
     if isinstance(stopped, InfluxUnreachable):
         raise UnreachableError(f"{stopped}; the run stopped there ({summary.line()})")
     return summary
+
+
+def _wants_delete(settings: ArchiveSettings, to_s3: bool, delete: bool | None, keep: bool) -> bool:
+    """S3: delete after verify unless kept; local disk only: only when asked."""
+    if delete is None:
+        delete = settings.archive.delete_after_verify if to_s3 else settings.archive.delete_without_s3
+    return delete and not keep
 
 
 def _print_plan(archiver: Archiver, windows: list[plan.Window], target: ArchiveStore, out) -> None:
