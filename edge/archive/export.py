@@ -18,6 +18,7 @@ import msgpack
 import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from edge.archive import plan
 from edge.core.errors import NotFoundError, UnreachableError
@@ -57,6 +58,10 @@ def _unreachable(settings: InfluxSettings, exc: requests.RequestException) -> In
     return InfluxUnreachable(f"influxdb: {kind} at {settings.url} ({type(exc).__name__})")
 
 
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, InfluxError) and "engine is closed" in str(exc)
+
+
 def _verify(settings: InfluxSettings) -> bool | str:
     if settings.ca_file:
         return settings.ca_file
@@ -93,7 +98,19 @@ class InfluxArchiveSource:
     # -------------------------------------------------------------- small queries
 
     def _rows(self, statement: str, method: str = "GET") -> list[dict]:
-        """Series of a one-statement query: ``[{name, tags, columns, values}]``."""
+        """Series of a one-statement query: ``[{name, tags, columns, values}]``.
+
+        ``engine is closed`` (a shard opening or closing, e.g. while another
+        database is dropped) is transient: the statement (every one here is
+        idempotent, DELETE included) is tried again, a few times.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception(_transient), stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=0.25, max=2), reraise=True,
+        )
+        return retrying(self._statement, statement, method)
+
+    def _statement(self, statement: str, method: str) -> list[dict]:
         try:
             result = self.client.query(statement, epoch="ns", method=method)
         except InfluxDBClientError as exc:
