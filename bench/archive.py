@@ -9,7 +9,10 @@ days, and prints:
 - field values exported per second (all days; export + Parquet write + verify);
 - archive bytes against the input file's bytes;
 - peak RSS of the 1-day run and of the all-days run (memory must not grow with the
-  window: data is streamed in chunks of ``archive.chunk_rows``).
+  window: data is streamed in chunks of ``archive.chunk_rows``);
+- what durability costs: seconds in fsync (file, rename, directory) and in reading
+  each file back from the disk (cached pages dropped, every value decoded), and
+  their share of the run.
 
 Targets: >= 1,000,000 values/s; output <= 0.7x input; peak RSS <= 300 MB and flat
 (all days within 30 MB of one day). Exits 1 when a target is missed.
@@ -74,10 +77,29 @@ def load(db: str) -> int:
     return values
 
 
+def _timed(module, name: str, spent: dict[str, float]) -> None:
+    """Wrap ``module.name`` so the seconds spent in it add up in ``spent[name]``."""
+    real = getattr(module, name)
+
+    def timed(*args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
+
+    setattr(module, name, timed)
+
+
 def child(db: str, start: str, end: str, out_dir: str) -> None:
     """One archive run; prints its summary and this process's peak RSS as JSON."""
+    from edge.archive import parquet_file
     from edge.archive.archiver import archive
     from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+
+    spent: dict[str, float] = {}
+    _timed(parquet_file, "replace_durably", spent)  # fsync file, rename, fsync directory
+    _timed(parquet_file, "read_back", spent)  # drop cache, SHA-256, decode every value
 
     settings = ArchiveSettings(
         influxdb=InfluxSettings(database=db),
@@ -96,7 +118,9 @@ def child(db: str, start: str, end: str, out_dir: str) -> None:
     elapsed = time.perf_counter() - began
     peak_kb = peak_rss_kb()
     print(json.dumps({"values": summary.values, "rows": summary.rows, "bytes": summary.bytes,
-                      "failed": summary.failed, "seconds": elapsed, "peak_rss_mb": peak_kb / 1024}))
+                      "failed": summary.failed, "seconds": elapsed, "peak_rss_mb": peak_kb / 1024,
+                      "fsync_seconds": spent.get("replace_durably", 0.0),
+                      "read_back_seconds": spent.get("read_back", 0.0)}))
 
 
 def peak_rss_kb() -> int:
@@ -154,6 +178,9 @@ def main() -> int:
     print(f"archive bytes: {every['bytes']:,} vs input {input_bytes:,} (pilot snappy Parquet) = {ratio:.2f}x")
     print(f"peak RSS: 1 day ({one['values']:,} values) {one['peak_rss_mb']:.0f} MB;"
           f" all days ({every['values']:,} values) {every['peak_rss_mb']:.0f} MB; difference {flat:+.0f} MB")
+    durable = every["fsync_seconds"] + every["read_back_seconds"]
+    print(f"durability (all days): fsync {every['fsync_seconds']:.2f}s, read back from disk"
+          f" {every['read_back_seconds']:.2f}s = {durable / every['seconds']:.0%} of the run")
     for name, ok in checks.items():
         print(f"  {'ok  ' if ok else 'MISS'} {name}")
     return 0 if all(checks.values()) else 1

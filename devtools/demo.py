@@ -4,7 +4,7 @@ Local services up (done by make) -> topics -> bridge, parser and sink started in
 background as real processes -> the simulator publishes N messages over several
 sites -> wait until every point is in InfluxDB (counted there, with a deadline) ->
 per-measurement summary and a few latest device values -> archive what was
-ingested (age 0) to the local moto S3 -> one SQL result over the local archive ->
+ingested (age 0, today included) to the local moto S3 -> one SQL result over the local archive ->
 services stopped with SIGTERM. The last line is
 
     demo ok: messages=<published> points=<points in InfluxDB> archived_rows=<n> objects=<n>
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         raise RuntimeError(f"services did not stop cleanly: {bad} (logs in {log_dir})")
 
-    # Archive what was ingested (age 0) to the local moto S3.
+    # Archive what was ingested (age 0, today included) to the local moto S3.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
     moto_url = services.default_moto().url
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         s3.create_bucket(Bucket=settings.s3.bucket)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
-    archived = archive(settings, older_than_days=0, progress=False)
+    archived = archive(settings, older_than_days=0, include_today=True, progress=False)
     _say(
         f"archive: rows={archived.rows} objects={archived.objects} bytes={archived.bytes} "
         f"deleted_windows={archived.deleted} -> s3://{settings.s3.bucket}/{settings.s3.prefix}"

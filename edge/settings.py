@@ -97,6 +97,12 @@ class KafkaSettings(_Section):
     topic_prefix: str = "microgrid"
     partitions: int = 6
     replication_factor: int = 1
+    # retention.ms of each topic (``edge topics`` creates and checks them; -1 keeps
+    # records forever). The raw topic's retention is how far back ``edge replay``
+    # can reach; the DLQ keeps its records long enough to be looked at and redriven.
+    raw_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    parsed_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
     # librdkafka properties passed through verbatim to every client (SASL, SSL...).
     client: dict[str, str | int | float | bool] = Field(default_factory=dict)
     # Secret librdkafka properties (e.g. sasl.password) read from files.
@@ -321,6 +327,14 @@ class ArchiveOptions(_Section):
     # A .prom file for node_exporter's textfile collector: the run's metrics
     # (last success time included) outlive the oneshot process. None: not written.
     metrics_textfile: str | None = None
+    # A window (one UTC day) is archived once its end is this many minutes in the
+    # past, so late points of a day land before it is archived (``--include-today``
+    # overrides it, and with it the current day is archived and deleted too).
+    settle_minutes: float = Field(default=60.0, ge=0)
+    # Archive every retention policy of the database, not only the one the sink
+    # writes (``influxdb.retention_policy`` or the database's default); the others
+    # go to ``<measurement>__<policy>/`` beside the measurement (``--all-policies``).
+    all_retention_policies: bool = False
 
 
 class S3Settings(_Section):

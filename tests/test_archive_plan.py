@@ -9,6 +9,7 @@ import pytest
 
 from edge.archive import plan
 from edge.archive import parquet_schema as schema
+from edge.core.errors import UsageError
 
 
 def test_window_is_one_utc_day_in_hive_layout():
@@ -22,13 +23,93 @@ def test_window_is_one_utc_day_in_hive_layout():
     assert plan.Window("m", date(2023, 7, 1), "").directory.endswith("site_id=__HIVE_DEFAULT_PARTITION__/date=2023-07-01")
 
 
-def test_range_covers_whole_days_only():
+def test_range_covers_whole_complete_days_only():
     now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
-    start, end = plan.archive_range(now, 30, None, None)
+    start, end = plan.archive_range(now, 30, None, None, settle_minutes=60)
     assert start is None and end == plan.day_start_ns(date(2023, 7, 11))
-    assert plan.archive_range(now, 0, None, None) == (None, plan.day_start_ns(date(2023, 8, 11)))
     start, end = plan.archive_range(now, 0, datetime(2023, 7, 1, 12, tzinfo=UTC), datetime(2023, 7, 3, 6, tzinfo=UTC))
     assert (start, end) == (plan.day_start_ns(date(2023, 7, 1)), plan.day_start_ns(date(2023, 7, 3)))
+
+
+def test_age_zero_means_up_to_the_last_complete_day():
+    # 15:30: yesterday ended 15.5 h ago, today is open.
+    now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
+    assert plan.archive_range(now, 0, None, None, settle_minutes=60) == (None, plan.day_start_ns(date(2023, 8, 10)))
+    # 00:30 with 60 settle minutes: yesterday is not settled yet, so it waits.
+    early = datetime(2023, 8, 10, 0, 30, tzinfo=UTC)
+    assert plan.archive_range(early, 0, None, None, settle_minutes=60)[1] == plan.day_start_ns(date(2023, 8, 9))
+    assert plan.archive_range(early, 0, None, None, settle_minutes=20)[1] == plan.day_start_ns(date(2023, 8, 10))
+    # A small age never reaches into an unsettled day either.
+    assert plan.archive_range(early, 0.01, None, None, settle_minutes=60)[1] == plan.day_start_ns(date(2023, 8, 9))
+    # Only the explicit flag lets today in.
+    assert plan.archive_range(now, 0, None, None, settle_minutes=60, include_today=True)[1] == plan.day_start_ns(date(2023, 8, 11))
+
+
+@pytest.mark.parametrize(
+    ("older", "start", "end", "include_today", "message"),
+    [
+        (-3, None, None, False, "cannot be negative"),
+        (0, datetime(2023, 7, 3, tzinfo=UTC), datetime(2023, 7, 1, tzinfo=UTC), False, "is not before --end"),
+        (0, datetime(2023, 7, 1, tzinfo=UTC), datetime(2023, 7, 1, tzinfo=UTC), False, "is not before --end"),
+        # Less than a whole day between them: nothing to archive is not success.
+        (0, datetime(2023, 7, 1, 1, tzinfo=UTC), datetime(2023, 7, 1, 23, tzinfo=UTC), False, "no whole day"),
+        # Today is not complete: an explicit --end into it needs --include-today.
+        (0, None, datetime(2023, 8, 11, tzinfo=UTC), False, "--include-today"),
+        # --start today with the default end (the last complete day): empty.
+        (0, datetime(2023, 8, 10, tzinfo=UTC), None, False, "no whole day"),
+    ],
+)
+def test_contradictory_or_empty_ranges_are_usage_errors(older, start, end, include_today, message):
+    now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
+    with pytest.raises(UsageError, match=message):
+        plan.archive_range(now, older, start, end, settle_minutes=60, include_today=include_today)
+
+
+def test_explicit_end_into_today_with_the_flag():
+    now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
+    got = plan.archive_range(now, 0, datetime(2023, 8, 10, tzinfo=UTC), datetime(2023, 8, 11, tzinfo=UTC),
+                             settle_minutes=60, include_today=True)
+    assert got == (plan.day_start_ns(date(2023, 8, 10)), plan.day_start_ns(date(2023, 8, 11)))
+
+
+def test_every_query_names_database_policy_and_measurement():
+    w = plan.Window("field1", date(2023, 7, 1), "000001", "one_year", "field1__one_year")
+    assert plan.select_window("micro grid", w).startswith('SELECT * FROM "micro grid"."one_year"."field1" WHERE ')
+    assert plan.count_window("db", w).startswith('SELECT count(*) FROM "db"."one_year"."field1" WHERE ')
+    assert plan.count_window("db", w, "autogen").startswith('SELECT count(*) FROM "db"."autogen"."field1" WHERE ')
+    assert plan.count_plan("db", 'r"p', "m", 0, 10).startswith('SELECT count(*) FROM "db"."r\\"p"."m" WHERE ')
+    # DELETE takes no policy in InfluxQL (it reaches every one): the verdict guards it.
+    assert plan.delete_window(w).startswith('DELETE FROM "field1" WHERE ')
+    assert w.part_key(0) == "field1__one_year/site_id=000001/date=2023-07-01/part-00000.parquet"
+    assert w.delete_key == ("field1", "000001", date(2023, 7, 1))
+
+
+def test_policies_other_than_the_sinks_get_tables_of_their_own():
+    assert plan.table_name("field1", "autogen", "autogen") == "field1"
+    assert plan.table_name("field1", "one_year", "autogen") == "field1__one_year"
+    assert plan.table_collisions([("field1", "autogen"), ("field1", "one_year")], "autogen") == []
+    clash = plan.table_collisions([("field1__one_year", "autogen"), ("field1", "one_year")], "autogen")
+    assert clash == ['field1__one_year: "one_year"."field1", "autogen"."field1__one_year"']
+
+
+@pytest.mark.parametrize(
+    ("archived", "influx", "allowed", "refused", "changed"),
+    [
+        # Only the sink's policy holds points, and it was archived: delete.
+        ({"autogen": {"v": 3}}, {"autogen": {"v": 3}, "ds": {}}, True, "", ""),
+        # Another policy holds points in the window: the DELETE would take them too.
+        ({"autogen": {"v": 3}}, {"autogen": {"v": 3}, "ds": {"mean_v": 2}}, False, '"ds" holds 2 values', ""),
+        # Both archived (--all-policies): one DELETE for both.
+        ({"autogen": {"v": 3}, "ds": {"mean_v": 2}}, {"autogen": {"v": 3}, "ds": {"mean_v": 2}}, True, "", ""),
+        # Points arrived since the export: not deleted, not a refusal.
+        ({"autogen": {"v": 3}}, {"autogen": {"v": 4}}, False, "", '"autogen" changed'),
+    ],
+)
+def test_delete_verdict(archived, influx, allowed, refused, changed):
+    verdict = plan.delete_verdict(archived, influx)
+    assert verdict.allowed is allowed
+    assert refused in verdict.refused and (verdict.refused == "") == (refused == "")
+    assert changed in verdict.changed and (verdict.changed == "") == (changed == "")
 
 
 def test_delete_statement_is_bounded_and_quoted():

@@ -23,11 +23,11 @@ import requests
 from moto import mock_aws
 
 # The archiver's code that makes manifests: the one place to follow it if it moves.
-from edge import archive_plan as plan
-from edge import parquet_schema as schema
-from edge.archive_store import FileDigest, manifest_bytes
-from edge.archiver import WrittenPart, archive, part_record
-from edge.s3_store import S3Store
+from edge.archive import parquet_schema as schema
+from edge.archive import plan
+from edge.archive.archiver import WrittenPart, archive, part_record
+from edge.archive.s3 import S3Store
+from edge.archive.store import FileDigest, manifest_bytes
 from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 from lambdas.upload import handler as upload
 from lambdas.upload.layout import MANIFEST_NAME

@@ -1,10 +1,15 @@
 """``edge archive``: InfluxDB -> Parquet -> S3 (or local disk), then bounded retention.
 
-Work is done one window (one UTC day of one measurement for one site) at a time:
+Scope: exactly what the sink writes, ``"db"."rp"."measurement"`` with
+``influxdb.retention_policy`` or else the database's default policy
+(``--all-policies``: every policy, each in its own tables). Work is done one
+window (one complete UTC day of one measurement for one site in one policy) at a
+time:
 
 1. count the window's values in InfluxDB (per field) and read its manifest;
 2. export it in chunks (``SELECT *``, streamed) into
-   ``<archive dir>/<measurement>/site_id=<s>/date=<d>/part-NNNNN.parquet``;
+   ``<archive dir>/<measurement>/site_id=<s>/date=<d>/part-NNNNN.parquet``, fsync
+   the file and its directory, and describe it from the disk (``parquet_file``);
 3. upload it to ``s3://<bucket>/<prefix><same key>`` with a SHA-256 checksum;
 4. verify: object present, size and checksums, and the file's value counts equal
    InfluxDB's; write the manifest (rows, min/max time, checksums, columns) next to
@@ -12,14 +17,18 @@ Work is done one window (one UTC day of one measurement for one site) at a time:
 
 Then, once every window of the run is archived, and only if the store never failed
 during the run (S3 down: nothing is deleted, everything is retried next run), for
-each verified window: count again (points that arrived since the export stop the
-delete), seal the part in the manifest, ``DELETE`` exactly that window
+each verified window: count it again in *every* retention policy (InfluxQL's
+DELETE removes the window from all of them: a policy that holds points there and
+was not archived refuses the delete, which is logged, counted and makes the run
+exit 6), seal the part in the manifest, ``DELETE`` exactly that window
 (``site_id`` tag and ``time >= a AND time < b``), mark it deleted.
 
 A run killed anywhere resumes with the next run: an upload that was verified is
 not repeated, a delete that did not happen is done, a half-written file is never
 under its final name. Without S3 the layout is the same on local disk and nothing
-is deleted unless asked (``--delete`` or ``archive.delete_without_s3``).
+is deleted unless asked (``--delete`` or ``archive.delete_without_s3``). InfluxDB
+unreachable: the run stops where it is, deletes nothing more and raises
+``UnreachableError``.
 
 ``archive(settings, ...)`` is the function the CLI and the demo call.
 """
@@ -27,27 +36,33 @@ is deleted unless asked (``--delete`` or ``archive.delete_without_s3``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from edge.archive import plan
 from edge.archive import parquet_schema as schema
-from edge.archive.store import ArchiveStore, FileDigest, LocalStore, file_digest
-from edge.archive.export import InfluxArchiveSource, InfluxError
+from edge.archive.export import InfluxArchiveSource, InfluxUnreachable
+from edge.archive.parquet_file import WindowFailed, WrittenPart, write_window
+from edge.archive.store import ArchiveStore, FileDigest, LocalStore
+from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
 from edge.settings import ArchiveSettings
 
 ROWS_EXPORTED = Gauge("edge_archive_rows_exported", "Rows exported to Parquet in this run")
 WINDOWS_DONE = Gauge("edge_archive_windows_done", "Windows handled in this run (exported, skipped or failed)")
 WINDOWS_FAILED = Gauge("edge_archive_windows_failed", "Windows that failed in this run")
 LAST_SUCCESS = Gauge("edge_archive_last_success_timestamp_seconds", "Unix time the last run without a failed window ended")
+DELETES_REFUSED = Counter(
+    "edge_archive_deletes_refused",
+    "Windows not deleted because the DELETE would remove points no archive holds",
+    ["reason"],
+)
 
 
 @dataclass
@@ -58,122 +73,62 @@ class ArchiveSummary:
     deleted: int = 0  # windows deleted from InfluxDB in this run
     unchanged: int = 0  # nothing in InfluxDB for the window any more
     failed: int = 0
+    refused: int = 0  # archived windows not deleted: another policy holds points there
     rows: int = 0  # rows exported in this run
     values: int = 0  # field values exported in this run
     bytes: int = 0  # Parquet bytes written in this run
     objects: int = 0  # objects uploaded (or written, local store) in this run
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
             f"windows={self.windows} exported={self.exported} skipped={self.skipped}"
-            f" deleted={self.deleted} failed={self.failed} rows={self.rows}"
+            f" deleted={self.deleted} refused={self.refused} failed={self.failed} rows={self.rows}"
             f" values={self.values} bytes={self.bytes} objects={self.objects}"
             f" seconds={self.seconds:.1f}"
         )
 
 
-@dataclass
-class WrittenPart:
-    path: Path
-    digest: FileDigest
-    rows: int
-    field_counts: dict[str, int]
-    columns: dict[str, str]
-    min_time: str
-    max_time: str
+class DeleteRefused(RuntimeError):
+    """The DELETE would remove points that no archive holds: not done."""
 
 
-class WindowFailed(RuntimeError):
-    pass
+@dataclass(frozen=True)
+class Scope:
+    """Where the run reads: policies and measurements of the database."""
+
+    primary: str  # the policy the sink writes: influxdb.retention_policy or the default
+    policies: list[str]  # archived in this run (primary first)
+    every_policy: list[str]  # all policies of the database: a DELETE reaches each
+    measurements: list[str]
 
 
-# ------------------------------------------------------------------ export + write
-
-
-def write_window(
-    source: InfluxArchiveSource,
-    window: plan.Window,
-    fields: dict[str, pa.DataType],
-    tags: list[str],
-    target: Path,
-    chunk_rows: int,
-    zstd_level: int,
-    row_group_rows: int = 131_072,
-) -> WrittenPart:
-    """Stream the window from InfluxDB into ``target`` (atomically), chunk by chunk."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    writer: pq.ParquetWriter | None = None
-    arrow_schema: pa.Schema | None = None
-    rows = 0
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
-    counts: dict[str, int] = {}
-    min_t = max_t = None
-    try:
-        for columns, values in source.export(window, chunk_rows):
-            if arrow_schema is None:
-                arrow_schema = schema.arrow_schema(columns, fields, tags)
-                writer = pq.ParquetWriter(
-                    tmp,
-                    arrow_schema,
-                    compression="zstd",
-                    compression_level=zstd_level,
-                    # Timestamps are unique and evenly spaced: delta encoding stores
-                    # them in a few bits each (a dictionary would double the file).
-                    use_dictionary=[n for n in arrow_schema.names if n != schema.TIME_COLUMN],
-                    column_encoding={schema.TIME_COLUMN: "DELTA_BINARY_PACKED"},
-                    write_statistics=True,
-                    coerce_timestamps="us",
-                    allow_truncated_timestamps=False,
-                )
-            batch = schema.record_batch(columns, values, arrow_schema)
-            del values
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            if pending_rows >= row_group_rows:
-                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
-                pending, pending_rows = [], 0
-            rows += batch.num_rows
-            for name, n in schema.non_null_counts(batch).items():
-                if name in fields:
-                    counts[name] = counts.get(name, 0) + n
-            times = batch.column(0)
-            lo, hi = times[0].value, times[-1].value
-            min_t = lo if min_t is None else min(min_t, lo)
-            max_t = hi if max_t is None else max(max_t, hi)
-        if writer is None:
-            raise WindowFailed(f"{window.label()}: InfluxDB returned no points")
-        if pending:
-            writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
-            pending = []
-        writer.close()
-        writer = None
-        os.replace(tmp, target)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-    # What is on disk is what was counted.
-    meta = pq.ParquetFile(target).metadata
-    if meta.num_rows != rows:
-        raise WindowFailed(f"{window.label()}: wrote {rows} rows, file holds {meta.num_rows}")
-    assert arrow_schema is not None
-    return WrittenPart(
-        path=target,
-        digest=file_digest(target),
-        rows=rows,
-        field_counts={k: counts.get(k, 0) for k in sorted(counts) if counts.get(k)},
-        columns={f.name: str(f.type) for f in arrow_schema},
-        min_time=_iso_us(min_t),
-        max_time=_iso_us(max_t),
-    )
-
-
-def _iso_us(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC).isoformat().replace("+00:00", "Z")
+def resolve_scope(
+    source: InfluxArchiveSource, settings: ArchiveSettings, measurements: list[str] | None, all_policies: bool
+) -> Scope:
+    """The run's scope; NotFoundError for a database, policy or measurement that
+    does not exist, RefusedError when two policies would share a table."""
+    db = settings.influxdb.database
+    policies = source.retention_policies()
+    names = [name for name, _ in policies]
+    primary = settings.influxdb.retention_policy or next((n for n, default in policies if default), None)
+    if primary is None:
+        raise NotFoundError(f'influxdb: database "{db}" has no default retention policy (set influxdb.retention_policy)')
+    if primary not in names:
+        raise NotFoundError(
+            f'influxdb: retention policy "{primary}" (influxdb.retention_policy) not found in database "{db}"'
+        )
+    existing = source.measurements()
+    missing = [m for m in measurements or [] if m not in existing]
+    if missing:
+        raise NotFoundError(f'influxdb: measurement {", ".join(missing)} not found in database "{db}"')
+    archived = [primary] + sorted(n for n in names if n != primary) if all_policies else [primary]
+    collisions = plan.table_collisions([(m, p) for p in archived for m in existing], primary)
+    if collisions:
+        raise RefusedError("archive tables would mix two sources: " + "; ".join(collisions))
+    return Scope(primary, archived, names, list(measurements or existing))
 
 
 def part_record(index: int, key: str, url: str, part: WrittenPart) -> dict:
@@ -209,6 +164,7 @@ class Archiver:
         local: LocalStore,
         delete: bool,
         log,
+        scope: Scope,
     ):
         self.settings = settings
         self.source = source
@@ -216,29 +172,33 @@ class Archiver:
         self.local = local
         self.delete = delete
         self.log = log
-        self._types: dict[str, tuple[dict[str, pa.DataType], list[str]]] = {}
+        self.scope = scope
+        self._types: dict[tuple[str, str], tuple[dict[str, pa.DataType], list[str]]] = {}
 
-    def types(self, measurement: str) -> tuple[dict[str, pa.DataType], list[str]]:
-        if measurement not in self._types:
-            self._types[measurement] = (
-                schema.field_types(self.source.field_keys(measurement)),
-                self.source.tag_keys(measurement),
+    def types(self, window: plan.Window) -> tuple[dict[str, pa.DataType], list[str]]:
+        key = (window.retention_policy, window.measurement)
+        if key not in self._types:
+            self._types[key] = (
+                schema.field_types(self.source.field_keys(*key)),
+                self.source.tag_keys(*key),
             )
-        return self._types[measurement]
+        return self._types[key]
 
-    def plan(self, start_ns: int | None, end_ns: int, measurements: list[str] | None) -> list[plan.Window]:
+    def plan(self, start_ns: int | None, end_ns: int) -> list[plan.Window]:
         windows: list[plan.Window] = []
-        for m in measurements or self.source.measurements():
-            first = start_ns
-            if first is None:
-                first = self.source.first_time_ns(m)
+        for policy in self.scope.policies:
+            for m in self.scope.measurements:
+                first = start_ns
                 if first is None:
+                    first = self.source.first_time_ns(policy, m)
+                    if first is None:
+                        continue
+                    first = plan.floor_day(first)
+                if first >= end_ns:
                     continue
-                first -= first % plan.NS_PER_DAY
-            if first >= end_ns:
-                continue
-            windows += plan.windows_from_counts(m, self.source.plan_counts(m, first, end_ns))
-        return windows
+                table = plan.table_name(m, policy, self.scope.primary)
+                windows += plan.windows_from_counts(m, self.source.plan_counts(policy, m, first, end_ns), policy, table)
+        return sorted(windows)
 
     def decide(self, window: plan.Window) -> tuple[plan.Decision, dict[str, int], dict | None]:
         counts = self.source.window_counts(window)
@@ -267,16 +227,11 @@ class Archiver:
         index = decision.part_index
         key = window.part_key(index)
         if step is plan.Step.EXPORT:
-            fields, tags = self.types(window.measurement)
+            fields, tags = self.types(window)
+            options = self.settings.archive
             part = write_window(
-                self.source,
-                window,
-                fields,
-                tags,
-                self.local.path(key),
-                self.settings.archive.chunk_rows,
-                self.settings.archive.zstd_level,
-                self.settings.archive.row_group_rows,
+                self.source, window, fields, tags, self.local.path(key),
+                options.chunk_rows, options.zstd_level, options.row_group_rows,
             )
             if part.field_counts != counts:
                 # Points came or went while exporting: the next run exports again.
@@ -297,25 +252,55 @@ class Archiver:
             summary.bytes += part.digest.size
         return index if self.delete else None
 
-    def delete_window(self, window: plan.Window, index: int, summary: ArchiveSummary) -> None:
-        """Seal the verified part, DELETE exactly the window, mark it deleted."""
-        with _store_step(window, "read manifest"):
-            manifest = self.store.get_json(window.manifest_key)
-        part = next((p for p in (manifest or {}).get("parts", []) if p["index"] == index), None)
-        if part is None:
-            raise WindowFailed(f"{window.label()}: manifest lost part {index}; not deleted")
-        if self.source.window_counts(window) != part["field_counts"]:
-            raise WindowFailed(f"{window.label()}: InfluxDB changed since export; not deleted")
-        manifest = plan.marked(manifest, index, sealed=True, sealed_at=datetime.now(UTC).isoformat())
-        with _store_step(window, "seal"):
-            self.store.put_json(window.manifest_key, manifest)
-        self.source.delete(window)
-        manifest = plan.marked(manifest, index, deleted=True, deleted_at=datetime.now(UTC).isoformat())
-        with _store_step(window, "mark deleted"):
-            self.store.put_json(window.manifest_key, manifest)
-        if self.store is not self.local:
-            self.local.put_json(window.manifest_key, manifest)
-        summary.deleted += 1
+    def held(self, window: plan.Window) -> dict[str, dict[str, int]]:
+        """Values per field in the window, in every policy of the database."""
+        return {policy: self.source.window_counts(window, policy) for policy in self.scope.every_policy}
+
+    def preview_delete(self, windows: list[plan.Window]) -> plan.DeleteVerdict:
+        """Would a DELETE of these windows (one per archived policy) be allowed now?"""
+        held = self.held(windows[0])
+        return plan.delete_verdict({w.retention_policy: held[w.retention_policy] for w in windows}, held)
+
+    def delete_group(self, members: list[tuple[plan.Window, int]], summary: ArchiveSummary) -> None:
+        """One window in every archived policy: check every policy, seal the verified
+        parts, DELETE once (it reaches every policy), mark them deleted."""
+        found: list[tuple[plan.Window, dict, dict]] = []
+        for window, index in members:
+            with _store_step(window, "read manifest"):
+                manifest = self.store.get_json(window.manifest_key)
+            part = next((p for p in (manifest or {}).get("parts", []) if p["index"] == index), None)
+            if part is None:
+                raise WindowFailed(f"{window.label()}: manifest lost part {index}; not deleted")
+            found.append((window, manifest, part))
+        first = members[0][0]
+        verdict = plan.delete_verdict({w.retention_policy: p["field_counts"] for w, _, p in found}, self.held(first))
+        what = _window_text(first)
+        if verdict.refused:
+            raise DeleteRefused(
+                f"{what}: not deleted: {verdict.refused} (InfluxQL DELETE removes the window from every"
+                " retention policy; archive them all with --all-policies, or keep the points with --keep)"
+            )
+        if verdict.changed:
+            raise WindowFailed(f"{what}: InfluxDB changed since export ({verdict.changed}); not deleted")
+        sealed = []
+        for window, manifest, part in found:
+            manifest = plan.marked(manifest, part["index"], sealed=True, sealed_at=datetime.now(UTC).isoformat())
+            with _store_step(window, "seal"):
+                self.store.put_json(window.manifest_key, manifest)
+            sealed.append((window, manifest, part["index"]))
+        self.source.delete(first)
+        for window, manifest, index in sealed:
+            manifest = plan.marked(manifest, index, deleted=True, deleted_at=datetime.now(UTC).isoformat())
+            with _store_step(window, "mark deleted"):
+                self.store.put_json(window.manifest_key, manifest)
+            if self.store is not self.local:
+                self.local.put_json(window.manifest_key, manifest)
+            summary.deleted += 1
+
+
+def _window_text(window: plan.Window) -> str:
+    """A window across policies: what one DELETE removes."""
+    return f"{window.measurement} site_id={window.site_id or '-'} {window.day.isoformat()}"
 
 
 class StoreFailed(RuntimeError):
@@ -356,6 +341,8 @@ def archive(
     delete: bool | None = None,
     dry_run: bool = False,
     measurements: list[str] | None = None,
+    all_policies: bool | None = None,
+    include_today: bool = False,
     store: ArchiveStore | None = None,
     now: datetime | None = None,
     progress: bool | None = None,
@@ -363,112 +350,170 @@ def archive(
     log=None,
     runtime=None,
 ) -> ArchiveSummary:
-    """Archive every window in [start, end) (default: older than the configured age).
+    """Archive every complete window in [start, end) (default: older than the configured age).
 
     ``delete``: None follows the settings (S3: delete after verify; local only: no
     delete unless ``archive.delete_without_s3``); ``keep`` wins over both.
+    ``include_today`` lets in windows that are not complete yet (the current day).
+    ``all_policies``: None follows ``archive.all_retention_policies``.
+    Raises UsageError (range), NotFoundError (database, policy, measurement),
+    UnreachableError (InfluxDB) and RefusedError (two policies, one table).
     """
     import structlog
 
     log = log or structlog.get_logger().bind(service="archive")
     out = out or sys.stdout
     began = time.monotonic()
-    target, local = _stores(settings, store)
-    if delete is None:
-        delete = (
-            settings.archive.delete_after_verify
-            if target is not local
-            else settings.archive.delete_without_s3
-        )
-    delete = delete and not keep
     start_ns, end_ns = plan.archive_range(
         now or datetime.now(UTC),
         settings.archive.older_than_days if older_than_days is None else older_than_days,
         start,
         end,
+        settle_minutes=settings.archive.settle_minutes,
+        include_today=include_today,
     )
+    target, local = _stores(settings, store)
+    delete = _wants_delete(settings, target is not local, delete, keep)
+    if all_policies is None:
+        all_policies = settings.archive.all_retention_policies
     source = InfluxArchiveSource(settings.influxdb)
     summary = ArchiveSummary()
+    stopped: Exception | None = None
     try:
-        archiver = Archiver(settings, source, target, local, delete, log)
-        windows = archiver.plan(start_ns, end_ns, measurements)
+        scope = resolve_scope(source, settings, measurements, all_policies)
+        archiver = Archiver(settings, source, target, local, delete, log, scope)
+        windows = archiver.plan(start_ns, end_ns)
         summary.windows = len(windows)
         log.info(
-            "archive planned",
+            "archive_planned",
             windows=len(windows),
             end=plan.day_of_ns(end_ns).isoformat(),
+            retention_policies=scope.policies,
             store=target.name,
             delete=delete,
             dry_run=dry_run,
         )
         if dry_run:
-            for w in windows:
-                decision, counts, _ = archiver.decide(w)
-                print(
-                    f"{decision.step.value:12s} {w.label():50s} values={sum(counts.values())}"
-                    f" -> {target.url(w.part_key(decision.part_index))}"
-                    + (" then delete" if delete and decision.step is not plan.Step.NOTHING else ""),
-                    file=out,
-                )
+            _print_plan(archiver, windows, target, out)
             return summary
-        show_bar = out.isatty() if progress is None else progress
-        bar = _progress_bar(len(windows), show_bar)
-        # Phase 1: export, upload and verify every window. A failing store stops
-        # the run and skips phase 2: while S3 misbehaves nothing leaves InfluxDB.
-        to_delete: list[tuple[plan.Window, int]] = []
-        store_down = False
-        for done, w in enumerate(windows):
-            if runtime is not None:  # systemctl status shows where a long run is
-                runtime.alive()
-                runtime.status(f"archiving {w.label()} ({done + 1}/{len(windows)})")
-            WINDOWS_DONE.set(done)
-            ROWS_EXPORTED.set(summary.rows)
-            WINDOWS_FAILED.set(summary.failed)
-            try:
-                exported, skipped = summary.exported, summary.skipped
-                index = archiver.archive_window(w, summary)
-                if index is not None:
-                    to_delete.append((w, index))
-                if not show_bar:
-                    outcome = (
-                        "exported" if summary.exported > exported
-                        else "already archived" if summary.skipped > skipped or index is not None
-                        else "nothing in InfluxDB"
-                    )
-                    log.info("window", window=w.label(), outcome=outcome, rows_total=summary.rows, bytes_total=summary.bytes)
-            except StoreFailed as exc:
-                _failed(summary, log, w, exc)
-                store_down = True
-                break
-            except Exception as exc:  # one bad window never stops the others
-                _failed(summary, log, w, exc)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(rows=summary.rows, MB=round(summary.bytes / 1e6, 1), refresh=False)
-        # Phase 2: bounded retention, window by window.
-        if store_down and to_delete:
-            log.warning("archive store failed: nothing deleted in this run", pending=len(to_delete))
-        for w, index in [] if store_down else to_delete:
-            try:
-                archiver.delete_window(w, index, summary)
-            except StoreFailed as exc:
-                _failed(summary, log, w, exc)
-                break
-            except Exception as exc:
-                _failed(summary, log, w, exc)
-        if bar is not None:
-            bar.close()
+        to_delete, failed_keys, stopped = _archive_windows(archiver, windows, summary, log, runtime, progress, out)
+        if isinstance(stopped, StoreFailed) and to_delete:
+            log.warning("archive_store_failed_nothing_deleted", pending=len(to_delete))
+        if stopped is None:
+            stopped = _delete_windows(archiver, to_delete, failed_keys, summary, log)
     finally:
         source.close()
         summary.seconds = time.monotonic() - began
-    log.info("archive finished", **{k: v for k, v in vars(summary).items() if k != "failures"})
+    log.info("archive_finished", **{k: v for k, v in vars(summary).items() if k not in ("failures", "refusals")})
+    if isinstance(stopped, InfluxUnreachable):
+        raise UnreachableError(f"{stopped}; the run stopped there ({summary.line()})")
     return summary
+
+
+def _wants_delete(settings: ArchiveSettings, to_s3: bool, delete: bool | None, keep: bool) -> bool:
+    """S3: delete after verify unless kept; local disk only: only when asked."""
+    if delete is None:
+        delete = settings.archive.delete_after_verify if to_s3 else settings.archive.delete_without_s3
+    return delete and not keep
+
+
+def _print_plan(archiver: Archiver, windows: list[plan.Window], target: ArchiveStore, out) -> None:
+    """One line per window: the next step, and whether its delete would be allowed."""
+    by_key: dict[tuple, list[plan.Window]] = defaultdict(list)
+    for w in windows:
+        by_key[w.delete_key].append(w)
+    verdicts: dict[tuple, plan.DeleteVerdict] = {}
+    for w in windows:
+        decision, counts, _ = archiver.decide(w)
+        then = ""
+        if archiver.delete and decision.step is not plan.Step.NOTHING:
+            if w.delete_key not in verdicts:
+                verdicts[w.delete_key] = archiver.preview_delete(by_key[w.delete_key])
+            verdict = verdicts[w.delete_key]
+            then = " then delete" if verdict.allowed else f" delete refused: {verdict.refused or verdict.changed}"
+        print(
+            f"{decision.step.value:12s} {w.label():60s} values={sum(counts.values())}"
+            f" -> {target.url(w.part_key(decision.part_index))}{then}",
+            file=out,
+        )
+
+
+def _archive_windows(archiver: Archiver, windows, summary: ArchiveSummary, log, runtime, progress, out):
+    """Phase 1: export, upload and verify every window.
+
+    Returns the windows to delete, the delete keys of windows that failed, and
+    what stopped the run early (a failing store or an unreachable InfluxDB: while
+    either misbehaves nothing leaves InfluxDB), or None.
+    """
+    show_bar = out.isatty() if progress is None else progress
+    bar = _progress_bar(len(windows), show_bar)
+    to_delete: list[tuple[plan.Window, int]] = []
+    failed_keys: set[tuple] = set()
+    stopped: Exception | None = None
+    for done, w in enumerate(windows):
+        if runtime is not None:  # systemctl status shows where a long run is
+            runtime.alive()
+            runtime.status(f"archiving {w.label()} ({done + 1}/{len(windows)})")
+        WINDOWS_DONE.set(done)
+        ROWS_EXPORTED.set(summary.rows)
+        WINDOWS_FAILED.set(summary.failed)
+        try:
+            exported, skipped = summary.exported, summary.skipped
+            index = archiver.archive_window(w, summary)
+            if index is not None:
+                to_delete.append((w, index))
+            if not show_bar:
+                outcome = (
+                    "exported" if summary.exported > exported
+                    else "already archived" if summary.skipped > skipped or index is not None
+                    else "nothing in InfluxDB"
+                )
+                log.info("window", window=w.label(), outcome=outcome, rows_total=summary.rows, bytes_total=summary.bytes)
+        except (StoreFailed, InfluxUnreachable) as exc:
+            _failed(summary, log, w, exc)
+            stopped = exc
+            break
+        except Exception as exc:  # one bad window never stops the others
+            _failed(summary, log, w, exc)
+            failed_keys.add(w.delete_key)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(rows=summary.rows, MB=round(summary.bytes / 1e6, 1), refresh=False)
+    if bar is not None:
+        bar.close()
+    return to_delete, failed_keys, stopped
+
+
+def _delete_windows(archiver: Archiver, to_delete, failed_keys: set, summary: ArchiveSummary, log) -> Exception | None:
+    """Phase 2: bounded retention, one DELETE per window across its policies."""
+    groups: dict[tuple, list[tuple[plan.Window, int]]] = defaultdict(list)
+    for w, index in to_delete:
+        groups[w.delete_key].append((w, index))
+    for key, members in groups.items():
+        first = members[0][0]
+        if key in failed_keys:
+            # The same window of another policy failed: its points are not archived.
+            log.warning("window_not_deleted", window=_window_text(first), reason="another policy's window failed")
+            continue
+        try:
+            archiver.delete_group(members, summary)
+        except DeleteRefused as exc:
+            summary.refused += 1
+            summary.refusals.append(str(exc))
+            DELETES_REFUSED.labels(reason="other_retention_policy").inc()
+            log.warning("delete_refused", window=_window_text(first), reason=str(exc))
+        except (StoreFailed, InfluxUnreachable) as exc:
+            _failed(summary, log, first, exc)
+            return exc
+        except Exception as exc:
+            _failed(summary, log, first, exc)
+    return None
 
 
 def _failed(summary: ArchiveSummary, log, window: plan.Window, exc: Exception) -> None:
     summary.failed += 1
     summary.failures.append(f"{window.label()}: {exc}")
-    log.error("window failed", window=window.label(), error=str(exc), error_type=type(exc).__name__)
+    log.error("window_failed", window=window.label(), error=str(exc), error_type=type(exc).__name__)
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -488,14 +533,33 @@ def _moment(text: str) -> datetime:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    when = parser.add_argument_group("what to archive (whole UTC days)")
-    when.add_argument("--older-than", type=float, metavar="DAYS", help="archive points older than DAYS (default: archive.older_than_days)")
+    when = parser.add_argument_group("what to archive (whole, complete UTC days)")
+    when.add_argument("--older-than", type=float, metavar="DAYS",
+                      help="archive points older than DAYS (default: archive.older_than_days;"
+                           " 0: up to the last complete day)")
     when.add_argument("--start", type=_moment, help="first day to archive (ISO date/time, UTC unless given)")
     when.add_argument("--end", type=_moment, help="archive up to this moment, exclusive (rounded down to a day)")
+    when.add_argument("--include-today", action="store_true",
+                      help="also days not complete yet (today; yesterday within archive.settle_minutes):"
+                           " their points are still arriving, and with a delete, points written between"
+                           " the last count and the DELETE are lost")
     when.add_argument("--measurement", action="append", dest="measurements", help="only this measurement (repeatable)")
+    when.add_argument("--all-policies", action="store_true", default=None,
+                      help="archive every retention policy of the database, each under"
+                           " <measurement>__<policy>/ (default: archive.all_retention_policies)")
     parser.add_argument("--keep", action="store_true", help="archive and verify, but never delete from InfluxDB")
     parser.add_argument("--delete", action="store_true", help="delete verified windows even when archiving to local disk only")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Contradictory options are refused before anything is read (UsageError)."""
+    if args.keep and args.delete:
+        raise UsageError("--keep and --delete contradict each other")
+    if args.older_than is not None and (args.start or args.end):
+        raise UsageError("--older-than and --start/--end are exclusive")
+    if args.older_than is not None and args.older_than < 0:
+        raise UsageError(f"--older-than {args.older_than:g}: an age cannot be negative")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -503,46 +567,52 @@ def run(args: argparse.Namespace) -> int:
 
     from edge.core.supervision import ServiceRuntime
 
+    check_arguments(args)
     settings = ArchiveSettings.load(getattr(args, "config", None))
     log = configure(settings.log, "archive")
     runtime = ServiceRuntime("archive", settings.metrics, log)
     runtime.start_metrics()
-    if args.older_than is not None and (args.start or args.end):
-        print("edge archive: --older-than and --start/--end are exclusive", file=sys.stderr)
-        return 2
-    code = _run(settings, args, log, runtime)
-    textfile = settings.archive.metrics_textfile
-    if textfile and not args.dry_run:  # the run's outcome outlives the process
-        from edge.ops.textfile import load_gauge, write_textfile
+    code = 1
+    try:
+        code = _run(settings, args, log, runtime)
+    finally:
+        textfile = settings.archive.metrics_textfile
+        if textfile and not args.dry_run:  # the run's outcome outlives the process
+            from edge.ops.textfile import load_gauge, write_textfile
 
-        if code != 0:
-            load_gauge(textfile, LAST_SUCCESS)
-        write_textfile(textfile, "edge_archive_")
+            if code != 0:
+                load_gauge(textfile, LAST_SUCCESS)
+            write_textfile(textfile, "edge_archive_")
     return code
 
 
 def _run(settings: ArchiveSettings, args: argparse.Namespace, log, runtime) -> int:
-    try:
-        summary = archive(
-            settings,
-            args.start,
-            args.end,
-            older_than_days=args.older_than,
-            keep=args.keep,
-            delete=True if args.delete else None,
-            dry_run=args.dry_run,
-            measurements=args.measurements,
-            log=log,
-            runtime=runtime,
+    summary = archive(
+        settings,
+        args.start,
+        args.end,
+        older_than_days=args.older_than,
+        keep=args.keep,
+        delete=True if args.delete else None,
+        dry_run=args.dry_run,
+        measurements=args.measurements,
+        all_policies=args.all_policies,
+        include_today=args.include_today,
+        log=log,
+        runtime=runtime,
+    )
+    if args.dry_run:
+        return 0
+    print(f"archive: {summary.line()}")
+    for failure in summary.failures:
+        print(f"archive: failed {failure}", file=sys.stderr)
+    for refusal in summary.refusals:
+        print(f"archive: refused {refusal}", file=sys.stderr)
+    if summary.refused:
+        raise RefusedError(
+            f"{summary.refused} archived window(s) not deleted: another retention policy holds points"
+            " there that no archive holds (see above)"
         )
-    except InfluxError as exc:  # refused before any window (credentials, TLS): nothing done
-        log.error("archive failed", error=str(exc))
-        print(f"archive: {exc}", file=sys.stderr)
-        return 1
-    if not args.dry_run:
-        print(f"archive: {summary.line()}")
-        for failure in summary.failures:
-            print(f"archive: failed {failure}", file=sys.stderr)
-        if not summary.failed:
-            LAST_SUCCESS.set_to_current_time()
+    if not summary.failed:
+        LAST_SUCCESS.set_to_current_time()
     return 1 if summary.failed else 0

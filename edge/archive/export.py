@@ -18,8 +18,10 @@ import msgpack
 import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from edge.archive import plan
+from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.errors import error_message
 from edge.settings import InfluxSettings
 
@@ -29,14 +31,35 @@ from edge.settings import InfluxSettings
 
 
 class InfluxError(RuntimeError):
-    pass
+    """A statement InfluxDB answered with an error."""
 
 
-def _refused(settings: InfluxSettings, status: int | None, message: str) -> InfluxError:
+class InfluxUnreachable(UnreachableError):
+    """No answer from InfluxDB (connection refused, timeout, TLS failure)."""
+
+
+class InfluxRefused(UnreachableError):
+    """InfluxDB refuses our credentials or privileges (401/403)."""
+
+
+def _refused(settings: InfluxSettings, status: int | None, message: str) -> Exception:
     """InfluxDB's refusal in one line naming the hop and the user, never the password."""
     if status in (401, 403):
-        return InfluxError(f"influxdb: {status} {message} (user {settings.username or '(none)'} at {settings.url})")
+        return InfluxRefused(f"influxdb: {status} {message} (user {settings.username or '(none)'} at {settings.url})")
+    if message.startswith(("database not found", "retention policy not found")):
+        return NotFoundError(f"influxdb: {message} (at {settings.url})")
     return InfluxError(f"influxdb: {status} {message}" if status else f"influxdb: {message}")
+
+
+def _unreachable(settings: InfluxSettings, exc: requests.RequestException) -> InfluxUnreachable:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return InfluxUnreachable(f"influxdb: TLS failure at {settings.url}: {exc}")
+    kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "unreachable"
+    return InfluxUnreachable(f"influxdb: {kind} at {settings.url} ({type(exc).__name__})")
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, InfluxError) and "engine is closed" in str(exc)
 
 
 def _verify(settings: InfluxSettings) -> bool | str:
@@ -61,6 +84,7 @@ class InfluxArchiveSource:
             timeout=settings.timeout_s,
             path=url.path.strip("/"),
         )
+        self.database = settings.database
         self._query_url = settings.url.rstrip("/") + "/query"
         self._session = requests.Session()
         self._session.verify = _verify(settings)
@@ -74,49 +98,74 @@ class InfluxArchiveSource:
     # -------------------------------------------------------------- small queries
 
     def _rows(self, statement: str, method: str = "GET") -> list[dict]:
-        """Series of a one-statement query: ``[{name, tags, columns, values}]``."""
+        """Series of a one-statement query: ``[{name, tags, columns, values}]``.
+
+        ``engine is closed`` (a shard opening or closing, e.g. while another
+        database is dropped) is transient: the statement (every one here is
+        idempotent, DELETE included) is tried again, a few times.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception(_transient), stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=0.25, max=2), reraise=True,
+        )
+        return retrying(self._statement, statement, method)
+
+    def _statement(self, statement: str, method: str) -> list[dict]:
         try:
             result = self.client.query(statement, epoch="ns", method=method)
         except InfluxDBClientError as exc:
             raise _refused(self.settings, exc.code, error_message(str(exc.content))) from None
-        except requests.exceptions.SSLError as exc:
-            raise _refused(self.settings, None, f"TLS failure at {self.settings.url}: {exc}") from None
+        except requests.RequestException as exc:
+            raise _unreachable(self.settings, exc) from None
         raw = result.raw
         if raw.get("error"):
-            raise InfluxError(raw["error"])
+            raise _refused(self.settings, None, raw["error"])
         return raw.get("series", [])
+
+    def retention_policies(self) -> list[tuple[str, bool]]:
+        """``(name, is_default)`` of every policy; NotFoundError without the database."""
+        rows = self._rows(f"SHOW RETENTION POLICIES ON {plan.quote_ident(self.database)}")
+        out = []
+        for s in rows:
+            at = {c: i for i, c in enumerate(s["columns"])}
+            out += [(v[at["name"]], bool(v[at["default"]])) for v in s["values"]]
+        return out
 
     def measurements(self) -> list[str]:
         return [v[0] for s in self._rows("SHOW MEASUREMENTS") for v in s["values"]]
 
-    def field_keys(self, measurement: str) -> list[tuple[str, str]]:
-        rows = self._rows(f"SHOW FIELD KEYS FROM {plan.quote_ident(measurement)}")
+    def _source(self, policy: str, measurement: str) -> str:
+        return plan.qualified(self.database, policy, measurement)
+
+    def field_keys(self, policy: str, measurement: str) -> list[tuple[str, str]]:
+        rows = self._rows(f"SHOW FIELD KEYS FROM {self._source(policy, measurement)}")
         return [(v[0], v[1]) for s in rows for v in s["values"]]
 
-    def tag_keys(self, measurement: str) -> list[str]:
-        rows = self._rows(f"SHOW TAG KEYS FROM {plan.quote_ident(measurement)}")
+    def tag_keys(self, policy: str, measurement: str) -> list[str]:
+        rows = self._rows(f"SHOW TAG KEYS FROM {self._source(policy, measurement)}")
         return [v[0] for s in rows for v in s["values"]]
 
-    def first_time_ns(self, measurement: str) -> int | None:
-        rows = self._rows(f"SELECT * FROM {plan.quote_ident(measurement)} LIMIT 1")
+    def first_time_ns(self, policy: str, measurement: str) -> int | None:
+        rows = self._rows(f"SELECT * FROM {self._source(policy, measurement)} LIMIT 1")
         for s in rows:
             for v in s["values"]:
                 return int(v[0])
         return None
 
-    def plan_counts(self, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int]]:
+    def plan_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int]]:
         """``(site_id, day_start_ns, values)`` for every site-day holding points."""
         out = []
-        for s in self._rows(plan.count_plan(measurement, start_ns, end_ns)):
+        for s in self._rows(plan.count_plan(self.database, policy, measurement, start_ns, end_ns)):
             site = (s.get("tags") or {}).get("site_id", "")
             for v in s["values"]:
                 out.append((site, int(v[0]), sum(x for x in v[1:] if x)))
         return out
 
-    def window_counts(self, window: plan.Window) -> dict[str, int]:
-        """Values per field in the window (``count(*)``), fields with none left out."""
+    def window_counts(self, window: plan.Window, policy: str | None = None) -> dict[str, int]:
+        """Values per field in the window (``count(*)``), fields with none left out;
+        in the window's own policy, or in ``policy``."""
         counts: dict[str, int] = {}
-        for s in self._rows(plan.count_window(window)):
+        for s in self._rows(plan.count_window(self.database, window, policy)):
             for v in s["values"]:
                 for col, n in zip(s["columns"][1:], v[1:]):
                     if n:
@@ -124,6 +173,7 @@ class InfluxArchiveSource:
         return counts
 
     def delete(self, window: plan.Window) -> None:
+        """Remove the window from every policy (InfluxQL DELETE takes no policy)."""
         self._rows(plan.delete_window(window), method="POST")
 
     # -------------------------------------------------------------- bulk export
@@ -132,19 +182,23 @@ class InfluxArchiveSource:
         """``(columns, rows)`` per chunk of ``SELECT *`` over the window, streamed."""
         params = {
             "db": self.settings.database,
-            "q": plan.select_window(window),
+            "q": plan.select_window(self.database, window),
             "epoch": "ns",
             "chunked": "true",
             "chunk_size": str(chunk_rows),
         }
-        with self._session.get(
-            self._query_url,
-            params=params,
-            headers={"Accept": "application/x-msgpack"},
-            stream=True,
-            timeout=self.settings.timeout_s,
-            verify=self._session.verify,  # explicit: $REQUESTS_CA_BUNDLE must not replace it
-        ) as resp:
+        try:
+            resp = self._session.get(
+                self._query_url,
+                params=params,
+                headers={"Accept": "application/x-msgpack"},
+                stream=True,
+                timeout=self.settings.timeout_s,
+                verify=self._session.verify,  # explicit: $REQUESTS_CA_BUNDLE must not replace it
+            )
+        except requests.RequestException as exc:
+            raise _unreachable(self.settings, exc) from None
+        with resp:
             if resp.status_code in (401, 403):
                 raise _refused(self.settings, resp.status_code, resp.text[:300].strip())
             if resp.status_code != 200:

@@ -3,7 +3,10 @@
 Both stores take the same relative keys (``<measurement>/site_id=.../date=.../...``)
 and answer the same questions: is this object there with this size and SHA-256?
 Writes are atomic (temp file + rename), so a killed run never leaves half a file
-under a final name.
+under a final name, and durable: the file and every directory entry leading to it
+are fsynced before anything counts on them (a power cut after a DELETE must find
+the archive on disk). ``read_from_disk`` drops a synced file's cached pages, so a
+verification that follows reads the disk, not the page cache.
 """
 
 from __future__ import annotations
@@ -46,14 +49,61 @@ class ArchiveStore(Protocol):
     def url(self, key: str) -> str: ...
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make the directory's entries (a rename, a new file or subdirectory) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose new directories survive a power cut (each parent synced)."""
+    missing = []
+    p = Path(path)
+    while not p.is_dir():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        fsync_dir(d.parent)
+
+
+def replace_durably(tmp: Path, target: Path) -> None:
+    """Rename a written file into place: the file, then the rename, on disk."""
+    fsync_file(tmp)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def read_from_disk(path: str | os.PathLike) -> None:
+    """Drop the (synced, so clean) cached pages of ``path``: the next read of it
+    comes from the disk. Advisory: where the kernel ignores it, reads stay correct."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def manifest_bytes(data: dict) -> bytes:
@@ -74,12 +124,16 @@ class LocalStore:
     def put_file(self, key: str, path: Path, digest: FileDigest) -> None:
         target = self.path(key)
         if Path(path).resolve() != target.resolve():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            make_dirs(target.parent)
+            replace_durably(Path(path), target)
 
     def verify(self, key: str, digest: FileDigest, local_path: Path | None = None) -> bool:
+        """The file on disk (not in the page cache) has this size and SHA-256."""
         target = self.path(key)
-        return target.is_file() and file_digest(target) == digest
+        if not target.is_file():
+            return False
+        read_from_disk(target)
+        return file_digest(target) == digest
 
     def get_json(self, key: str) -> dict | None:
         try:

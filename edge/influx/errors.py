@@ -8,8 +8,10 @@ InfluxDB answers a batch with one status for the whole body:
   ``unable to parse '<line>': <why>`` (one per bad line, joined by newlines) and
   ``partial write: field type conflict: input field "f" on measurement "m" is type
   float, already exists as type boolean dropped=N`` (only the first conflict is
-  described; ``dropped`` counts them all). Other refusals (points beyond the
-  retention policy, series limits) name no line at all.
+  described; ``dropped`` counts them all). Other refusals name no line at all:
+  the server limits (``server_limit``): ``max-series-per-database limit exceeded:
+  (N)``, ``max-values-per-tag limit exceeded (n/N): measurement=... tag=...
+  value=...`` and ``points beyond retention policy``.
 - 404 ``database not found``: the database is missing (created, then retried).
 - anything else (5xx, 401/403, 413 body too large for ``max-body-size``, connection
   refused, timeout): the server or its configuration is unavailable; nothing may be
@@ -113,6 +115,23 @@ def type_conflict(message: str) -> TypeConflict | None:
         line_type=m.group("type"),
         existing_type=m.group("existing"),
     )
+
+
+# The server limits of a partial write: reason -> how InfluxDB 1.x says it.
+SERVER_LIMITS: dict[str, str] = {
+    "max_series_per_database": "max-series-per-database limit exceeded",
+    "max_values_per_tag": "max-values-per-tag limit exceeded",
+    "beyond_retention_policy": "points beyond retention policy",
+}
+
+
+def server_limit(message: str) -> str | None:
+    """The server limit for which InfluxDB dropped a line (a ``SERVER_LIMITS`` key),
+    or None when the refusal is about the line itself (syntax, field type)."""
+    for reason, text in SERVER_LIMITS.items():
+        if text in message:
+            return reason
+    return None
 
 
 def dropped_count(message: str) -> int | None:

@@ -31,7 +31,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from edge.core.backoff import Backoff
 from edge.core.supervision import ServiceRuntime, start_service
-from edge.influx.errors import Outcome, WriteResult
+from edge.influx.errors import Outcome, WriteResult, server_limit
 from edge.influx.writer import InfluxWriter
 from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import DeadLetters, StageProducer
@@ -46,6 +46,8 @@ LINES_WRITTEN = Counter("edge_sink_lines_written", "Lines InfluxDB stored (2xx),
 BATCHES_WRITTEN = Counter("edge_sink_batches_written", "Write requests InfluxDB answered 2xx or 400")
 WRITE_RETRIES = Counter("edge_sink_write_retries", "Write attempts that failed and will be retried")
 DLQ_RECORDS = Counter("edge_sink_dlq_records", "Records sent to the DLQ", ["reason"])
+SERVER_LIMIT_DROPS = Counter("edge_sink_server_limit_drops",
+                             "Lines InfluxDB dropped for a server limit (in the DLQ as influx_rejected)", ["reason"])
 BATCH_LINES = Histogram("edge_sink_batch_lines", "Records per write request that InfluxDB answered",
                         buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000))
 LAST_WRITE = Gauge("edge_sink_last_write_timestamp", "Unix time of the last batch InfluxDB stored")
@@ -189,6 +191,9 @@ class SinkStage:
         BATCHES_WRITTEN.inc()
         BATCH_LINES.observe(len(request.records))
         LAST_WRITE.set_to_current_time()
+        for _msg, reason, why in request.dead:
+            if reason == "influx_rejected" and (limit := server_limit(why)):
+                SERVER_LIMIT_DROPS.labels(reason=limit).inc()
         if self.failing is not None:
             self.log.info("influxdb_available", after_attempts=self.backoff.attempts,
                           last_error=self.failing.error[:300])

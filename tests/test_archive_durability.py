@@ -1,0 +1,119 @@
+"""Durable before delete: the archive file and the directory entries leading to it
+reach the disk before the part is verified, and the verification reads the disk.
+
+The system calls are observed (``os.fsync``, ``os.replace``, ``os.posix_fadvise``
+wrapped to record what they were called on, then called for real) while a real
+archive run exports from the real InfluxDB: a power cut after the DELETE must find
+the file under its final name with its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from edge.archive import plan
+from edge.archive.archiver import archive
+from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+
+INFLUX = InfluxSettings().url
+DAY = date(2023, 7, 1)
+START, END = datetime(2023, 7, 1, tzinfo=UTC), datetime(2023, 7, 2, tzinfo=UTC)
+
+
+@pytest.fixture
+def influx_db(local_services, names):
+    db = names["database"]
+    requests.post(f"{INFLUX}/query", params={"q": f'CREATE DATABASE "{db}"'}, timeout=30).raise_for_status()
+    base = plan.day_start_ns(DAY)
+    for site in ("000001", "000002"):
+        body = "\n".join(f"field1,device=Battery,site_id={site} v={i}.25 {base + i * 60 * 10**9}" for i in range(300))
+        assert requests.post(f"{INFLUX}/write", params={"db": db}, data=body, timeout=30).status_code == 204
+    yield db
+    requests.post(f"{INFLUX}/query", params={"q": f'DROP DATABASE "{db}"'}, timeout=30)
+
+
+def _settings(db: str, tmp_path) -> ArchiveSettings:
+    return ArchiveSettings(
+        influxdb=InfluxSettings(database=db),
+        archive=ArchiveOptions(directory=str(tmp_path / "archive"), chunk_rows=50),
+        s3=S3Settings(bucket=None),
+    )
+
+
+class SyscallLog:
+    def __init__(self, monkeypatch):
+        self.events: list[tuple[str, str]] = []
+        real_fsync, real_replace, real_fadvise = os.fsync, os.replace, os.posix_fadvise
+
+        def fsync(fd):
+            self.events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+            return real_fsync(fd)
+
+        def replace(src, dst, *args, **kwargs):
+            self.events.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+            return real_replace(src, dst, *args, **kwargs)
+
+        def fadvise(fd, offset, length, advice):
+            if advice == os.POSIX_FADV_DONTNEED:
+                self.events.append(("drop_cache", os.readlink(f"/proc/self/fd/{fd}")))
+            return real_fadvise(fd, offset, length, advice)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "posix_fadvise", fadvise)
+
+    def index(self, kind: str, what: str) -> int:
+        for i, event in enumerate(self.events):
+            if event == (kind, what):
+                return i
+        raise AssertionError(f"no {kind} of {what} in {self.events}")
+
+
+def test_file_and_directories_are_synced_before_the_part_is_verified(influx_db, tmp_path, monkeypatch):
+    calls = SyscallLog(monkeypatch)
+    summary = archive(_settings(influx_db, tmp_path), START, END, delete=True, progress=False)
+    assert (summary.exported, summary.deleted, summary.failed) == (2, 2, 0), summary.failures
+
+    root = (tmp_path / "archive").resolve()
+    day_dir = root / "field1" / "site_id=000001" / "date=2023-07-01"
+    part, tmp = day_dir / "part-00000.parquet", day_dir / ".part-00000.parquet.tmp"
+    # The data reaches the disk, then the rename, then the rename itself is synced.
+    written = calls.index("fsync", str(tmp))
+    renamed = calls.index("replace", f"{tmp} -> {part}")
+    dir_synced = calls.index("fsync", str(day_dir))
+    assert written < renamed < dir_synced
+    # Every directory the run created is an entry in a synced parent.
+    for created in (root / "field1", root / "field1" / "site_id=000001", day_dir):
+        assert calls.index("fsync", str(created.parent)) < renamed
+    # The part is described from the disk (cached pages dropped), before the
+    # manifest says it is archived, and long before the DELETE.
+    dropped = calls.index("drop_cache", str(part))
+    manifest_written = calls.index("replace", f"{day_dir / '._manifest.json.tmp'} -> {day_dir / '_manifest.json'}")
+    assert dir_synced < dropped < manifest_written
+    manifest = json.loads((day_dir / "_manifest.json").read_text())
+    (record,) = manifest["parts"]
+    assert record["sha256"] == hashlib.sha256(part.read_bytes()).hexdigest()
+    assert record["field_counts"] == {"v": 300} and record["deleted"] is True
+
+
+def test_a_part_corrupted_on_disk_is_exported_again(influx_db, tmp_path):
+    settings = _settings(influx_db, tmp_path)
+    first = archive(settings, START, END, keep=True, progress=False)
+    assert (first.exported, first.failed) == (2, 0)
+    part = Path(settings.archive.directory) / "field1" / "site_id=000002" / "date=2023-07-01" / "part-00000.parquet"
+    good = part.read_bytes()
+    corrupt = bytearray(good)
+    corrupt[len(corrupt) // 2] ^= 0xFF  # same size, one flipped byte
+    part.write_bytes(bytes(corrupt))
+
+    again = archive(settings, START, END, keep=True, progress=False)
+    # The intact window is skipped, the corrupted one exported again: same bytes.
+    assert (again.exported, again.skipped, again.failed) == (1, 1, 0)
+    assert part.read_bytes() == good
