@@ -35,7 +35,7 @@ class WrittenPart:
     digest: FileDigest
     rows: int
     field_counts: dict[str, int]
-    columns: dict[str, str]
+    columns: list[dict[str, str]]  # [{"name", "type": str(Arrow type)}] in file order
     min_time: str
     max_time: str
 
@@ -134,7 +134,7 @@ def read_back(path: Path, fields: dict[str, pa.DataType]) -> WrittenPart:
         digest=digest,
         rows=rows,
         field_counts=dict(sorted(counts.items())),
-        columns={f.name: str(f.type) for f in arrow_schema},
+        columns=[{"name": f.name, "type": str(f.type)} for f in arrow_schema],
         min_time=_iso_us(lo),
         max_time=_iso_us(hi),
     )

@@ -30,7 +30,9 @@ from edge.core.errors import UsageError
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 MANIFEST_NAME = "_manifest.json"
-MANIFEST_VERSION = 1
+# 2: a part's "columns" is a list of {"name", "type"} in the file's column order
+# (1: an object, whose order the sorted-key JSON lost). Readers accept both.
+MANIFEST_VERSION = 2
 
 # Series without a site_id tag: InfluxQL's ``site_id = ''`` matches them; Hive's
 # name for a missing partition value keeps them queryable.
@@ -348,6 +350,7 @@ def new_manifest(window: Window) -> dict:
 def with_part(manifest: dict | None, window: Window, part: dict) -> dict:
     """The manifest with ``part`` added, or replacing the open part of its index."""
     result = dict(manifest) if manifest else new_manifest(window)
+    result["version"] = MANIFEST_VERSION
     parts = [p for p in result.get("parts", []) if p["index"] != part["index"]]
     parts.append(part)
     result["parts"] = sorted(parts, key=lambda p: p["index"])
