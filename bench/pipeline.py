@@ -9,7 +9,7 @@ topic prefix, queue and InfluxDB database, dropped at the end. The parsed lines 
 jittered), 17 points per message.
 
 (a) InfluxDB's own ingest rate for these lines written straight from memory with
-    ``edge.influx.writer`` in 5,000-line requests, 1, 2 and 4 at a time: the best is
+    ``edge.influx.client`` in 5,000-line requests, 1, 2 and 4 at a time: the best is
     the ceiling on this machine.
 (b) the sink stage alone: the lines pre-loaded in a 6-partition parsed topic,
     drained by ``edge.stages.sink.Sink`` (defaults: 5,000-line batches, 2 writers), from its
@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from devtools import services as dev_services  # noqa: E402
 from edge.stages import sink as sink_module  # noqa: E402
-from edge.influx.writer import InfluxWriter  # noqa: E402
+from edge.influx.client import InfluxClient  # noqa: E402
 from edge.kafka.config import consumer_config  # noqa: E402
 from edge.core.lifecycle import StopSignal  # noqa: E402
 from edge.parser import to_lines  # noqa: E402
@@ -146,7 +146,7 @@ class CpuMeter:
 class Influx:
     def __init__(self, database: str):
         self.settings = InfluxSettings(database=database)
-        self.writer = InfluxWriter(self.settings)
+        self.writer = InfluxClient(self.settings)
         assert self.writer.ensure_database().ok
 
     def rows(self, q: str) -> list[dict]:
@@ -210,7 +210,7 @@ def bench_ceiling(lines: list[bytes], batch: int = 5000) -> dict:
         errors = []
 
         def work():
-            writer = InfluxWriter(influx.settings)
+            writer = InfluxClient(influx.settings)
             while True:
                 with lock:
                     if not todo:

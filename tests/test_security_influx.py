@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, TopicPartition
 from devtools import services as dev_services
 from edge.archive.archiver import archive
 from edge.influx.errors import Outcome
-from edge.influx.writer import InfluxWriter
+from edge.influx.client import InfluxClient
 from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings
 from tests.support.certs import make_pki
 from tests.support.processes import ROOT, EdgeProcess, wait_for
@@ -260,18 +260,18 @@ def test_archive_with_a_wrong_password_exits_with_one_clear_line(secure_influx, 
 
 def test_wrong_ca_and_plain_http_are_retryable_failures_that_say_why(secure_influx):
     influx, pki = secure_influx
-    wrong_ca = InfluxWriter(influx.settings("sink", SINK_PASSWORD, ca_file=str(pki.other_ca_cert)))
+    wrong_ca = InfluxClient(influx.settings("sink", SINK_PASSWORD, ca_file=str(pki.other_ca_cert)))
     result = wrong_ca.write(line(1))
     assert result.outcome is Outcome.RETRY
     assert result.error.startswith(f"influxdb: TLS failure at {influx.url}: ")
     assert "certificate" in result.error
 
-    plain = InfluxWriter(influx.settings("sink", SINK_PASSWORD, url=influx.url.replace("https://", "http://")))
+    plain = InfluxClient(influx.settings("sink", SINK_PASSWORD, url=influx.url.replace("https://", "http://")))
     result = plain.write(line(1))
     assert result.outcome is Outcome.RETRY  # not REJECTED: the lines are fine, the URL is not
     assert "plain HTTP sent to the HTTPS port" in result.error
 
-    good = InfluxWriter(influx.settings("sink", SINK_PASSWORD))
+    good = InfluxClient(influx.settings("sink", SINK_PASSWORD))
     assert good.write(line(1)).ok
 
 

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from devtools import services as dev_services
 from edge.core.dlq import header_map
-from edge.influx.writer import InfluxWriter
+from edge.influx.client import InfluxClient
 from edge.settings import InfluxSettings
 from tests.support.processes import EdgeProcess, wait_for
 
@@ -70,7 +70,7 @@ def produce_in_background(prefix: str, values, pace_s: float) -> threading.Threa
 
 class Influx:
     def __init__(self, url: str, database: str):
-        self.writer = InfluxWriter(InfluxSettings(url=url, database=database))
+        self.writer = InfluxClient(InfluxSettings(url=url, database=database))
 
     def rows(self, q: str) -> list[list]:
         try:

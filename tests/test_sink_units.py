@@ -19,7 +19,7 @@ from edge.influx.errors import (
     type_conflict,
     unparsable_lines,
 )
-from edge.influx.writer import InfluxWriter
+from edge.influx.client import InfluxClient
 from edge.settings import InfluxSettings
 from edge.core.backoff import Backoff
 
@@ -108,7 +108,7 @@ def test_backoff_is_capped_exponential():
 @pytest.fixture
 def influx_db(local_services):
     settings = InfluxSettings(database=f"tsink{uuid.uuid4().hex[:10]}")
-    writer = InfluxWriter(settings)
+    writer = InfluxClient(settings)
     assert writer.ensure_database().ok
     yield writer
     writer.query(f'DROP DATABASE "{settings.database}"')

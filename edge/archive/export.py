@@ -1,27 +1,24 @@
 """InfluxDB 1.x side of the archive: plan, export, count, delete. Thin I/O.
 
-Small statements (SHOW ..., count, DELETE) go through the ``influxdb`` client. The
-bulk export streams ``SELECT *`` as chunked MessagePack (``Accept:
+Every request goes through the shared ``edge.influx.client.InfluxClient`` (auth,
+TLS, timeouts in one place). Small statements (SHOW ..., count, DELETE) are read
+as JSON. The bulk export streams ``SELECT *`` as chunked MessagePack (``Accept:
 application/x-msgpack``, supported since InfluxDB 1.4): measured on a 1.6 server it
 is about 1.5x faster to decode than chunked JSON, keeps float/integer/boolean types
 exact, and the response is consumed chunk by chunk, so memory depends on
-``chunk_rows``, never on the window. (The client's own ``query(chunked=True)``
-would buffer a MessagePack response whole, so the stream is read here.)
+``chunk_rows``, never on the window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import urlparse
-
 import msgpack
 import requests
-from influxdb import InfluxDBClient
-from influxdb.exceptions import InfluxDBClientError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from edge.archive import plan
 from edge.core.errors import NotFoundError, UnreachableError
+from edge.influx.client import InfluxClient
 from edge.influx.errors import error_message
 from edge.settings import InfluxSettings
 
@@ -62,37 +59,13 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, InfluxError) and "engine is closed" in str(exc)
 
 
-def _verify(settings: InfluxSettings) -> bool | str:
-    if settings.ca_file:
-        return settings.ca_file
-    return settings.verify_tls
-
-
 class InfluxArchiveSource:
     def __init__(self, settings: InfluxSettings):
         self.settings = settings
-        url = urlparse(settings.url)
-        password = settings.password.get_secret_value() if settings.password else None
-        self.client = InfluxDBClient(
-            host=url.hostname or "127.0.0.1",
-            port=url.port or (443 if url.scheme == "https" else 8086),
-            username=settings.username or "",
-            password=password or "",
-            database=settings.database,
-            ssl=url.scheme == "https",
-            verify_ssl=_verify(settings),
-            timeout=settings.timeout_s,
-            path=url.path.strip("/"),
-        )
+        self.client = InfluxClient(settings)
         self.database = settings.database
-        self._query_url = settings.url.rstrip("/") + "/query"
-        self._session = requests.Session()
-        self._session.verify = _verify(settings)
-        if settings.username:
-            self._session.auth = (settings.username, password or "")
 
     def close(self) -> None:
-        self._session.close()
         self.client.close()
 
     # -------------------------------------------------------------- small queries
@@ -112,12 +85,16 @@ class InfluxArchiveSource:
 
     def _statement(self, statement: str, method: str) -> list[dict]:
         try:
-            result = self.client.query(statement, epoch="ns", method=method)
-        except InfluxDBClientError as exc:
-            raise _refused(self.settings, exc.code, error_message(str(exc.content))) from None
+            resp = self.client.statement(statement, method=method)
         except requests.RequestException as exc:
             raise _unreachable(self.settings, exc) from None
-        raw = result.raw
+        if resp.status_code >= 300:
+            message = error_message(resp.content, resp.headers.get("X-Influxdb-Error"))
+            raise _refused(self.settings, resp.status_code, message)
+        try:
+            raw = (resp.json().get("results") or [{}])[0]
+        except ValueError:
+            raise InfluxError(f"influxdb: not a JSON answer to {statement[:80]!r}") from None
         if raw.get("error"):
             raise _refused(self.settings, None, raw["error"])
         return raw.get("series", [])
@@ -180,22 +157,8 @@ class InfluxArchiveSource:
 
     def export(self, window: plan.Window, chunk_rows: int) -> Iterator[tuple[list[str], list[list]]]:
         """``(columns, rows)`` per chunk of ``SELECT *`` over the window, streamed."""
-        params = {
-            "db": self.settings.database,
-            "q": plan.select_window(self.database, window),
-            "epoch": "ns",
-            "chunked": "true",
-            "chunk_size": str(chunk_rows),
-        }
         try:
-            resp = self._session.get(
-                self._query_url,
-                params=params,
-                headers={"Accept": "application/x-msgpack"},
-                stream=True,
-                timeout=self.settings.timeout_s,
-                verify=self._session.verify,  # explicit: $REQUESTS_CA_BUNDLE must not replace it
-            )
+            resp = self.client.stream(plan.select_window(self.database, window), chunk_rows)
         except requests.RequestException as exc:
             raise _unreachable(self.settings, exc) from None
         with resp:

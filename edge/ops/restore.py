@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
 from edge.influx.errors import Outcome
-from edge.influx.writer import InfluxWriter
+from edge.influx.client import InfluxClient
 from edge.ops.moments import moment
 from edge.ops.restore_lines import bodies, line_array, value_count
 from edge.ops.restore_source import ArchivedPart, ArchiveReader, fields_of
@@ -55,7 +55,7 @@ class RestoreSummary:
 
 
 class Restorer:
-    def __init__(self, writer: InfluxWriter, reader: ArchiveReader, batch_lines: int, log):
+    def __init__(self, writer: InfluxClient, reader: ArchiveReader, batch_lines: int, log):
         self.writer = writer
         self.reader = reader
         self.batch_lines = batch_lines
@@ -146,7 +146,7 @@ def restore(
     if not parts:
         raise NotFoundError(f"no archived {measurement} for {sorted(sites) if sites else 'any site'} "
                             f"from {start.date()} to {last_day} in {reader.where}")
-    writer = InfluxWriter(settings.influxdb.model_copy(update={"database": into}))
+    writer = InfluxClient(settings.influxdb.model_copy(update={"database": into}))
     try:
         created = writer.ensure_database()
         if not created.ok:

@@ -32,7 +32,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from edge.core.backoff import Backoff
 from edge.core.supervision import ServiceRuntime, start_service
 from edge.influx.errors import Outcome, WriteResult, server_limit
-from edge.influx.writer import InfluxWriter
+from edge.influx.client import InfluxClient
 from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import DeadLetters, StageProducer
 from edge.kafka.runner import StageRunner
@@ -69,7 +69,7 @@ class SinkStage:
         self.backoff = Backoff(self.options.retry_initial_s, self.options.retry_max_s)
         gate = DatabaseGate(settings.influxdb.create_database, self.options.retention_duration)
         self.pool = WritePool(max(1, self.options.write_concurrency), lambda r, w: perform_write(r, w, gate),
-                              lambda: InfluxWriter(settings.influxdb, connect_timeout_s=self.options.connect_timeout_s))
+                              lambda: InfluxClient(settings.influxdb, connect_timeout_s=self.options.connect_timeout_s))
         self.written: dict[int, int] = {}  # partition -> next offset to commit
         self.failing: WriteResult | None = None  # last failure while InfluxDB is unavailable
         self.retry_at = 0.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from prometheus_client import Histogram
 
 from edge.influx.errors import Outcome, RetryLater, WriteResult, find_rejected
-from edge.influx.writer import InfluxWriter
+from edge.influx.client import InfluxClient
 from edge.stages.sink_batch import body_is_clean, split_bad_records
 from edge.stages.write_pool import WriteRequest
 
@@ -28,7 +28,7 @@ class DatabaseGate:
         self.retention_duration = retention_duration
         self.ready = False
 
-    def ensure(self, writer: InfluxWriter) -> WriteResult:
+    def ensure(self, writer: InfluxClient) -> WriteResult:
         if self.ready:
             return WriteResult(Outcome.OK)
         result = writer.ensure_database(self.retention_duration)
@@ -37,7 +37,7 @@ class DatabaseGate:
         return result
 
 
-def perform_write(request: WriteRequest, writer: InfluxWriter, gate: DatabaseGate) -> None:
+def perform_write(request: WriteRequest, writer: InfluxClient, gate: DatabaseGate) -> None:
     records = request.records
     values = [m.value() for m in records]
     try:

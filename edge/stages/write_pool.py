@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge.influx.errors import Outcome, WriteResult
-from edge.influx.writer import InfluxWriter
+from edge.influx.client import InfluxClient
 from edge.stages.sink_batch import PartitionBuffer
 
 
@@ -36,8 +36,8 @@ class WriteRequest:
 
 
 class WritePool:
-    def __init__(self, size: int, perform: Callable[[WriteRequest, InfluxWriter], None],
-                 make_writer: Callable[[], InfluxWriter]):
+    def __init__(self, size: int, perform: Callable[[WriteRequest, InfluxClient], None],
+                 make_writer: Callable[[], InfluxClient]):
         self.size = size
         self._perform = perform
         self._make_writer = make_writer

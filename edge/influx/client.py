@@ -1,21 +1,28 @@
-"""InfluxDB 1.x over plain HTTP: ``/write`` of line-protocol bodies, database setup.
+"""InfluxDB 1.x over HTTP: the one client the sink, the archiver and restore share.
 
 Plain HTTP (``requests`` with one keep-alive session) rather than the ``influxdb``
 client: the sink already holds each line as UTF-8 bytes and writes the joined bytes
-as they are (the client wants ``str`` lines and re-encodes them), and it needs the
-raw status and message of every answer to tell "retry later" from "these lines are
-refused" (the client turns both into exceptions and retries on its own, blocking).
+as they are (the client wants ``str`` lines and re-encodes them), it needs the raw
+status and message of every answer to tell "retry later" from "these lines are
+refused" (the client turns both into exceptions and retries on its own, blocking),
+and the archive streams chunked MessagePack, which the client would buffer whole.
 
-Never raises for a server or network problem: every call returns a ``WriteResult``
-(``edge.influx.errors``) for the caller to act on.
+- ``write`` and ``query`` (statements that change something) never raise for a
+  server or network problem: they return a ``WriteResult`` (``edge.influx.errors``)
+  for the caller to act on.
+- ``statement`` and ``stream`` (reads) return the HTTP answer for the caller to
+  read and raise ``requests``' exceptions: the archive turns them into operator
+  errors.
 
-Security: HTTP basic authentication (``username``/``password``) on every request;
-for ``https://`` URLs the server certificate is verified against ``ca_file`` (else
-the system trust store; ``verify_tls = false`` only for a lab). Refusals say so:
-``influxdb: 401 authorization failed for user sink at https://...``, never the
-password. With least privilege (WRITE on the database only) the user may not
-``CREATE DATABASE``; that refusal is not an error: the database is expected to
-exist, and a missing one shows as ``database not found`` on the next write.
+Security, once for every caller: HTTP basic authentication (``username``/
+``password``) on every request; for ``https://`` URLs the server certificate is
+verified against ``ca_file`` (else the system trust store; ``verify_tls = false``
+only for a lab), passed with every request so ``$REQUESTS_CA_BUNDLE`` cannot
+replace it. Refusals say so: ``influxdb: 401 authorization failed for user sink
+at https://...``, never the password. With least privilege (WRITE on the database
+only) the user may not ``CREATE DATABASE``; that refusal is not an error: the
+database is expected to exist, and a missing one shows as ``database not found``
+on the next write.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class InfluxWriter:
+class InfluxClient:
     def __init__(self, influx: InfluxSettings, *, connect_timeout_s: float = 3.0):
         self.settings = influx
         self.base_url = influx.url.rstrip("/")
@@ -118,6 +125,24 @@ class InfluxWriter:
                 return WriteResult(Outcome.OK, resp.status_code)
             message = "; ".join(errors)
         return WriteResult(Outcome.RETRY, resp.status_code, message)
+
+    def statement(self, q: str, *, method: str = "GET", epoch: str = "ns",
+                  timeout_s: float | None = None) -> requests.Response:
+        """One InfluxQL statement on the database (reads; DELETE as POST)."""
+        read_timeout = self.settings.timeout_s if timeout_s is None else max(0.1, timeout_s)
+        return self.session.request(
+            method, f"{self.base_url}/query", params={"db": self.settings.database, "q": q, "epoch": epoch},
+            timeout=(min(self.connect_timeout_s, read_timeout), read_timeout), verify=self.verify,
+        )
+
+    def stream(self, q: str, chunk_rows: int) -> requests.Response:
+        """``q`` answered as chunked MessagePack, streamed (read it chunk by chunk)."""
+        params = {"db": self.settings.database, "q": q, "epoch": "ns", "chunked": "true",
+                  "chunk_size": str(chunk_rows)}
+        return self.session.get(
+            f"{self.base_url}/query", params=params, headers={"Accept": "application/x-msgpack"}, stream=True,
+            timeout=(self.connect_timeout_s, self.settings.timeout_s), verify=self.verify,
+        )
 
     def ping(self, timeout_s: float = 2.0) -> bool:
         try:
