@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from edge.core.errors import UnreachableError
 from edge.kafka.config import admin_config
 from edge.settings import KafkaSettings, TopicsSettings
 
 TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,15 @@ def ensure_topics(kafka: KafkaSettings, timeout_s: float = TIMEOUT_S) -> list[To
     """Create the missing topics; report every topic with its partition count."""
     admin = AdminClient(admin_config(kafka, "edge-topics"))
     names = topic_names(kafka)
-    existing = admin.list_topics(timeout=timeout_s).topics
+    try:
+        # A broker that does not answer this soon is not there: say so, don't wait 30 s.
+        existing = admin.list_topics(timeout=min(timeout_s, CONNECT_TIMEOUT_S)).topics
+    except KafkaException as exc:
+        admin.poll(0)  # hands librdkafka's own reason (refused, unresolved ...) to the log
+        raise UnreachableError(
+            f"kafka: no broker answered at {kafka.bootstrap_servers} within {CONNECT_TIMEOUT_S:g} s: "
+            f"{exc.args[0].str()}"
+        ) from None
     missing = [n for n in names if n not in existing]
     created: set[str] = set()
     if missing:
