@@ -57,7 +57,11 @@ def use_console(format_: str, stream=None, environ=None) -> bool:
         return False
 
 
+_service = {"name": ""}  # the configured service: librdkafka's events carry it too
+
+
 def configure(settings: LogSettings, service: str) -> structlog.stdlib.BoundLogger:
+    _service["name"] = service
     level = getattr(logging, settings.level.upper(), logging.INFO)
     renderer = (
         structlog.dev.ConsoleRenderer(colors=False)
@@ -82,9 +86,9 @@ def configure(settings: LogSettings, service: str) -> structlog.stdlib.BoundLogg
 # ------------------------------------------------------------------ librdkafka
 
 # Parts of a librdkafka line that change while its meaning does not.
-_VOLATILE = (
-    re.compile(r"\s*\(after \d+ms in state [A-Z_]+[^)]*\)"),
+_VOLATILE = (  # in this order: the second pattern ends at the first ")"
     re.compile(r",?\s*\d+ identical error\(s\) suppressed"),
+    re.compile(r"\s*\(after \d+ms in state [A-Z_]+[^)]*\)"),
 )
 _THREAD = re.compile(r"^\[thrd:([^\]]*)\]:\s*")
 
@@ -145,7 +149,7 @@ class LibrdkafkaLog:
 
 
 def _emit_structlog(level: int, fields: dict) -> None:
-    structlog.get_logger().log(level, "librdkafka", **fields)
+    structlog.get_logger().log(level, "librdkafka", service=_service["name"], **fields)
 
 
 def librdkafka_logger() -> LibrdkafkaLog:
