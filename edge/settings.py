@@ -504,6 +504,13 @@ class TopicsSettings(_ServiceSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
+class StatusSettings(_ServiceSettings):
+    """``edge status``: the metrics host and the archive directory; no secrets, so
+    any user can run it."""
+
+    archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
+
+
 SERVICE_SETTINGS: dict[str, type[_ServiceSettings]] = {
     "bridge": BridgeSettings,
     "parser": ParserSettings,

@@ -143,8 +143,10 @@ def did_you_mean(name: str, known: Iterable[str]) -> str | None:
 def _message(err: Mapping[str, Any], key: str) -> str:
     text = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    if got is None or isinstance(got, (dict, list)) or str(got) in text:
+    if got is None or isinstance(got, (dict, list)):
         return text
+    if isinstance(got, str) and (repr(got) in text or (len(got) > 3 and got in text)):
+        return text  # already said (a time zone, a secret file's name in its path)
     return f"{text} (got {masked(got, key)!r})" if not looks_secret(key) else text
 
 
