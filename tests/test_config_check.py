@@ -115,7 +115,7 @@ def test_an_environment_variable_is_named_as_the_source(tmp_path):
     assert _problems(result.stderr) == [
         "environment EDGE_INFLUXDB__DATABSE: influxdb.databse: unknown key; did you mean 'EDGE_INFLUXDB__DATABASE'?",
         "environment EDGE_SINK__BATCH_MAX_LINES: sink.batch_max_lines: Input should be a valid integer, "
-        "unable to parse string as an integer (got 'many')",
+        "unable to parse string as an integer (got many)",
     ]
 
 

@@ -140,14 +140,17 @@ def did_you_mean(name: str, known: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
-def _message(err: Mapping[str, Any], key: str) -> str:
+def _message(err: Mapping[str, Any], key: str, from_env: bool = False) -> str:
     text = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
     if got is None or isinstance(got, (dict, list)):
         return text
     if isinstance(got, str) and (repr(got) in text or (len(got) > 3 and got in text)):
         return text  # already said (a time zone, a secret file's name in its path)
-    return f"{text} (got {masked(got, key)!r})" if not looks_secret(key) else text
+    if looks_secret(key):
+        return text
+    shown = masked(got, key)
+    return f"{text} (got {shown if from_env else repr(shown)})"  # a variable's value is text: no quotes
 
 
 def locate(loc: tuple[str, ...], path: Path | None, lines, environ) -> str:
@@ -184,7 +187,7 @@ def from_validation_error(
                 from_env = where.startswith("environment ")
                 message += f"; did you mean {env_name(loc[:-1] + (guess,)) if from_env else guess!r}?"
         else:
-            message = _message(err, loc[-1] if loc else "")
+            message = _message(err, loc[-1] if loc else "", where.startswith("environment "))
         problems.append(Problem(where, key, message))
     return problems
 

@@ -22,6 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from edge.core.errors import NotFoundError, OperatorError, UsageError
 from edge.logs import configure
 from edge.query import athena
@@ -76,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     except athena.QueryTimedOut as exc:
         log.error("query timed out", query_execution_id=exc.query_execution_id, timeout_s=exc.timeout_s)
         raise OperatorError(str(exc)) from None
+    except ClientError as exc:
+        if "WorkGroup does not exist" in str(exc):
+            raise NotFoundError(f"Athena workgroup {athena_settings.workgroup} does not exist in "
+                                f"{athena_settings.region} ([athena] workgroup, or --workgroup)") from None
+        raise
     log.info(
         "query succeeded",
         query_execution_id=result.query_execution_id,

@@ -98,6 +98,10 @@ def run_local_sql(sql: str, archive_dir: str) -> str:
         if isinstance(exc, duckdb.CatalogException) and missing:
             raise MissingTable(missing.group(1), archive_dir, tables(archive_dir)) from None
         raise LocalQueryError(one_line(str(exc))) from None
+    except RuntimeError as exc:  # DuckDB's answer to Ctrl-C
+        if "interrupted" in str(exc).lower():
+            raise KeyboardInterrupt from None
+        raise
     finally:
         con.close()
 
