@@ -276,3 +276,15 @@ def test_secret_names():
         assert not looks_secret(name), name
     assert mask_url("http://h:8086") == "http://h:8086"
     assert mask_url("https://u:p@h:8086/x") == f"https://u:{MASK}@h:8086/x"
+
+
+def test_the_readmes_example_configuration_is_valid(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", readme[readme.index("## Configuration"):], re.DOTALL).group(1)
+    config = tmp_path / "edge.toml"
+    config.write_text(example)
+    (tmp_path / "credentials").mkdir()
+    for name in ("amqp_password", "kafka_password", "influx_password"):
+        (tmp_path / "credentials" / name).write_text("secret\n")
+    result = _check("--config", str(config))
+    assert result.returncode == 0, result.stderr
