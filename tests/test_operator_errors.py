@@ -15,10 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.support import influx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -202,3 +205,37 @@ def test_version_and_python_dash_m(edge_env):
     for command in ([sys.executable, "-m", "edge", "--version"], [sys.executable, "-m", "edge.cli", "--version"]):
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0 and result.stdout == f"edge {version('microgrid-edge')}\n"
+
+
+@pytest.fixture
+def one_point(local_services, names):
+    """One point of field6 on 2023-07-22 in this test's own database."""
+    url = local_services["influxdb"].url
+    influx.execute(url, f'CREATE DATABASE "{names["database"]}"')
+    body = b"field6,device=x,service_id=1,site_id=000001 v=1 1690000000000000000"
+    request = urllib.request.Request(f"{url}/write?db={names['database']}", data=body)
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 204
+    yield
+    influx.execute(url, f'DROP DATABASE "{names["database"]}"')
+
+
+@pytest.mark.parametrize(("what", "aws_env", "said"), [
+    ("missing bucket", {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+     "The specified bucket does not exist"),
+    ("no AWS credentials", {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+                            "AWS_EC2_METADATA_DISABLED": "true"}, "Unable to locate credentials"),
+])
+def test_archive_to_a_missing_bucket_or_without_credentials_says_so(one_point, edge_env, names, what, aws_env, said):
+    """The archive reports the window it could not store and deletes nothing. Its
+    own exit code (1, a failed window) is the archive command's; what matters
+    here is the line instead of a chained traceback."""
+    env = dict(edge_env)
+    env.update(aws_env, EDGE_S3__BUCKET=f"nosuch-{names['tag']}", EDGE_S3__ENDPOINT_URL="http://127.0.0.1:15000")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    result = subprocess.run([sys.executable, "-m", "edge", "archive", "--start", "2023-07-22", "--end", "2023-07-23",
+                             "--keep"], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("archive: failed field6 site_id=000001 2023-07-22: ") and said in last, last
