@@ -3,13 +3,23 @@
 Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are imported only when their command runs, so a
 service's heavy imports never slow down another.
+
+Mistakes an operator can make end in one line on stderr, ``edge <command>:
+<message>``, and an exit code (README, "Exit codes"): a command raises an
+``edge.core.errors.OperatorError``, and the library errors an operator can cause
+(an unreachable broker, missing AWS credentials, a bad option) are translated
+here by ``edge.ops.failures``. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from collections.abc import Callable
+
+from edge.core.errors import OperatorError, UsageError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,11 +35,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("edge.ops.replay", "parse the raw topic again from a moment on, into the parsed topic"),
     "dlq": ("edge.ops.dlq", "list, show and redrive dead letters"),
     "restore": ("edge.ops.restore", "write archived points back into an InfluxDB database"),
+    "status": ("edge.ops.status", "one table: each service's state, lag, last write, DLQ, last archive run"),
 }
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_BROKEN_PIPE = 1  # as Python itself exits on EPIPE (docs: "Note on SIGPIPE")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ``UsageError`` (one line, exit 2) instead of printing
+    the usage block and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("microgrid-edge")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge", description="Campus microgrid telemetry pipeline")
+    parser = _Parser(prog="edge", description="Campus microgrid telemetry pipeline")
+    parser.add_argument("--version", action="version", version=f"edge {version()}")
     parser.add_argument("--config", help="TOML settings file (default: $EDGE_CONFIG or /etc/edge/edge.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -40,16 +72,86 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if a in COMMANDS), None)
+def _run(argv: list[str], command: str | None) -> int:
     parser = build_parser(command)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    from edge import logs
+    from edge.settings import LogSettings
+
+    # Until the command loads its own settings: anything logged goes to stderr.
+    logs.configure(LogSettings(), args.command)
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.run(args) or 0)
+
+
+def _say(command: str | None, message: object) -> None:
+    print(f"edge {command}: {message}" if command else f"edge: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    try:
+        return _run(argv, command)
+    except OperatorError as exc:
+        _say(command, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`edge config check | head -1`): stop quietly, and
+        # keep the interpreter's final flush from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        from edge.ops.failures import operator_error
+
+        translated = operator_error(exc)
+        if translated is None:
+            raise
+        _say(command, translated)
+        return translated.exit_code
+
+
+# ------------------------------------------------------------------ option types
+
+
+def at_least(minimum: float, kind: Callable[[str], float] = int, what: str = "") -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` no smaller than ``minimum``."""
+    noun = what or ("a whole number" if kind is int else "a number")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if value != value or value < minimum:  # NaN compares false
+            raise argparse.ArgumentTypeError(f"must be {noun} >= {minimum:g} (got {text})")
+        return value
+
+    parse.__name__ = f"at_least_{minimum:g}"
+    return parse
+
+
+def above(minimum: float) -> Callable[[str], float]:
+    """An argparse type: a number strictly greater than ``minimum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > minimum:
+            raise argparse.ArgumentTypeError(f"must be a number > {minimum:g} (got {text})")
+        return value
+
+    parse.__name__ = f"above_{minimum:g}"
+    return parse
 
 
 if __name__ == "__main__":

@@ -13,17 +13,25 @@ demo runs with no configuration at all.
 
 Secrets are ``SecretStr`` (masked in ``repr`` and in ``edge config check``), and
 each can come from a file (``password_file``) instead of the value itself, for
-systemd's ``LoadCredential=``.
+systemd's ``LoadCredential=``. A secret file that is named must exist, be readable
+and hold the secret: a missing or empty one is refused at load, not at first use.
+
+Values a service would fail on later are refused at load too (log levels, sizes
+and timeouts that must be positive, ports, URL schemes, time zones), and so is a
+top-level section no service reads. ``load()`` raises ``SettingsError`` (a
+``ConfigError``: exit code 3, one line naming the file and line, or the
+environment variable, of the first problem); ``edge config check`` lists them all.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,26 +39,91 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge.core.errors import ConfigError
+from edge.ops import config_problems
+
 DEFAULT_CONFIG_PATH = Path("/etc/edge/edge.toml")
+# Where `edge install` puts the secret files the units load with LoadCredential=.
+DEFAULT_CREDENTIALS_DIR = Path("/etc/edge/credentials")
 
 
 def secret_file_path(path: str) -> Path:
     """A secret file's location: a relative name is looked up in
     ``$CREDENTIALS_DIRECTORY`` when set (systemd's ``LoadCredential=``), so one
-    TOML file serves every unit (``password_file = "amqp_password"``)."""
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    TOML file serves every unit (``password_file = "amqp_password"``); outside a
+    unit, in ``/etc/edge/credentials`` when that exists (a command run by hand as
+    root finds what the units are given)."""
     p = Path(path)
-    if credentials and not p.is_absolute():
+    if p.is_absolute():
+        return p
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
         return Path(credentials) / p
+    if DEFAULT_CREDENTIALS_DIR.is_dir():
+        return DEFAULT_CREDENTIALS_DIR / p
     return p
 
 
 def read_secret_file(path: str | None) -> SecretStr | None:
-    """The first line of a secret file, or None when no file is named."""
+    """The first line of a secret file, or None when no file is named. A file that
+    cannot be read or holds nothing is a ``ValueError`` naming it (never its text)."""
     if not path:
         return None
-    text = secret_file_path(path).read_text(encoding="utf-8")
-    return SecretStr(text.splitlines()[0] if text else "")
+    where = secret_file_path(path)
+    try:
+        text = where.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"secret file {where} cannot be read: {why}") from None
+    first = text.splitlines()[0].strip() if text.strip() else ""
+    if not first:
+        raise ValueError(f"secret file {where} is empty: write the secret into it, or remove the setting")
+    return SecretStr(text.splitlines()[0])
+
+
+def _readable_secret_file(path: str | None) -> str | None:
+    read_secret_file(path)
+    return path
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _http_url(value: str | None) -> str | None:
+    """An http(s) URL with a host (``127.0.0.1:8086`` alone would be read as a
+    path by the HTTP client: a request to ``/8086/query`` on the local host)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host, e.g. http://influx.example:8086 (got {value!r})")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"has an invalid port (got {value!r})") from None
+    return value
+
+
+def _time_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Asia/Seoul')") from None
+    return value
+
+
+# Types for values a service would otherwise fail on only once it runs.
+SecretFile = Annotated[str | None, AfterValidator(_readable_secret_file)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+OptionalHttpUrl = Annotated[str | None, AfterValidator(_http_url)]
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Positive = Annotated[int, Field(gt=0)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+NonNegativeSeconds = Annotated[float, Field(ge=0)]
 
 
 class _Section(BaseModel):
@@ -59,11 +132,13 @@ class _Section(BaseModel):
 
 class AmqpSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 5672
+    port: Port = 5672
     vhost: str = "/"
+    # RabbitMQ's development account: fine on a laptop, refused by RabbitMQ from
+    # anywhere but localhost; `edge config check` names it as a default.
     username: str = "guest"
     password: SecretStr = SecretStr("guest")
-    password_file: str | None = None
+    password_file: SecretFile = None
     queue: str = "microgrid.telemetry"
     # Where the bridge puts a message Kafka refuses for good (e.g. larger than the
     # broker accepts), with the reason in its headers; default "<queue>.dlq".
@@ -71,8 +146,8 @@ class AmqpSettings(_Section):
     # Declared durable (and quorum when asked) if missing; the gateway owns it in
     # production, so declaring is passive there.
     declare_queue: bool = True
-    queue_type: str = "classic"
-    heartbeat_s: int = 30
+    queue_type: Literal["classic", "quorum"] = "classic"
+    heartbeat_s: Annotated[int, Field(ge=0)] = 30
     # TLS (AMQPS, usually port 5671): TLS 1.2+, the server certificate verified
     # against ca_file (else the system trust store) and, unless verify_hostname is
     # false, its name against server_hostname (else host). cert_file/key_file: a
@@ -95,8 +170,8 @@ class AmqpSettings(_Section):
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:19092"
     topic_prefix: str = "microgrid"
-    partitions: int = 6
-    replication_factor: int = 1
+    partitions: Positive = 6
+    replication_factor: Positive = 1
     # retention.ms of each topic (``edge topics`` creates and checks them; -1 keeps
     # records forever). The raw topic's retention is how far back ``edge replay``
     # can reach; the DLQ keeps its records long enough to be looked at and redriven.
@@ -106,11 +181,11 @@ class KafkaSettings(_Section):
     # librdkafka properties passed through verbatim to every client (SASL, SSL...).
     client: dict[str, str | int | float | bool] = Field(default_factory=dict)
     # Secret librdkafka properties (e.g. sasl.password) read from files.
-    client_secret_files: dict[str, str] = Field(default_factory=dict)
+    client_secret_files: dict[str, SecretFile] = Field(default_factory=dict)
     # The SASL password as a secret of its own (EDGE_KAFKA__SASL_PASSWORD, or a
     # file): masked wherever settings are shown; becomes sasl.password.
     sasl_password: SecretStr | None = None
-    sasl_password_file: str | None = None
+    sasl_password_file: SecretFile = None
     # Consumer groups. Static membership (group.instance.id, KIP-345): a member
     # that restarts under the same id gets its partitions back in one join, instead
     # of after the dead member's session timed out. "{host}" and "{service}" are
@@ -121,8 +196,8 @@ class KafkaSettings(_Section):
     group_instance_id: str = "{host}-{service}"
     # How long a silent member keeps its partitions (a host that died and does not
     # come back), and how often members heartbeat (about a third of it).
-    session_timeout_ms: int = 6000
-    heartbeat_interval_ms: int = 1500
+    session_timeout_ms: Positive = 6000
+    heartbeat_interval_ms: Positive = 1500
 
     @property
     def raw_topic(self) -> str:
@@ -151,16 +226,16 @@ class KafkaSettings(_Section):
 
 
 class InfluxSettings(_Section):
-    url: str = "http://127.0.0.1:18086"
-    database: str = "microgrid"
+    url: HttpUrl = "http://127.0.0.1:18086"
+    database: Annotated[str, Field(min_length=1)] = "microgrid"
     username: str | None = None
     password: SecretStr | None = None
-    password_file: str | None = None
+    password_file: SecretFile = None
     retention_policy: str | None = None
     create_database: bool = True
     ca_file: str | None = None
     verify_tls: bool = True
-    timeout_s: float = 30.0
+    timeout_s: PositiveSeconds = 30.0
 
     @model_validator(mode="after")
     def _password_from_file(self) -> "InfluxSettings":
@@ -192,12 +267,14 @@ class MetricsSettings(_Section):
     # Prometheus endpoint; port 0 or enabled=false turns it off.
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = 0
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
 
 
 class LogSettings(_Section):
-    level: str = "INFO"
-    format: Literal["json", "console"] = "json"
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] = "INFO"
+    # auto: readable console lines when stderr is a terminal (and not the
+    # journal), JSON otherwise (systemd, pipes, files).
+    format: Literal["auto", "json", "console"] = "auto"
 
 
 class _ServiceSettings(BaseSettings):
@@ -230,81 +307,127 @@ class _ServiceSettings(BaseSettings):
 
     @classmethod
     def load(cls, config_path: str | Path | None = None, **overrides: Any):
-        """Settings from ``config_path`` (or $EDGE_CONFIG, or /etc/edge/edge.toml)."""
+        """Settings from ``config_path`` (or $EDGE_CONFIG, or /etc/edge/edge.toml).
+
+        Raises ``SettingsError`` (every problem, located) instead of pydantic's error.
+        """
         path = resolve_config_path(config_path)
+        text, raw = read_config(path)
         # ClassVar on a throwaway subclass keeps load() re-entrant per class.
         bound = type(cls.__name__, (cls,), {"_config_path": path})
-        return bound(**overrides)
+        problems: list[config_problems.Problem] = []
+        settings = None
+        try:
+            settings = bound(**overrides)
+        except ValidationError as exc:
+            problems = config_problems.from_validation_error(exc, cls, path, text, os.environ)
+        if path is not None:
+            problems += config_problems.unknown_sections(raw, known_sections(), path, text)
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+
+class SettingsError(ConfigError):
+    """Settings that cannot be used; ``problems`` lists each, located. The message
+    is the first one (the CLI prints one line); ``edge config check`` shows all."""
+
+    def __init__(self, problems: list["config_problems.Problem"]):
+        self.problems = problems = sorted(problems, key=lambda p: p.order())
+        more = f" (and {len(problems) - 1} more: run `edge config check`)" if len(problems) > 1 else ""
+        super().__init__(problems[0].line() + more)
 
 
 def resolve_config_path(config_path: str | Path | None) -> Path | None:
-    if config_path:
-        path = Path(config_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        return path
+    """The settings file: ``config_path``, else ``$EDGE_CONFIG``, else
+    /etc/edge/edge.toml when it exists; None means built-in defaults only."""
     env = os.environ.get("EDGE_CONFIG")
-    if env:
-        return resolve_config_path(env)
+    named, origin = (config_path, "") if config_path else (env, " (from $EDGE_CONFIG)")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise SettingsError([config_problems.Problem(str(path), "", f"config file {what}{origin}")])
+        return path
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def read_config(path: Path | None) -> tuple[str, dict[str, Any]]:
+    """The file's text and its TOML tables; a syntax error names the file and line."""
+    if path is None:
+        return "", {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError([config_problems.Problem(str(path), "", f"cannot be read: {why}")]) from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError([config_problems.toml_syntax_problem(exc, path)]) from None
+
+
+def known_sections() -> set[str]:
+    """Every top-level table some service reads."""
+    return {name for cls in SERVICE_SETTINGS.values() for name in cls.model_fields}
 
 
 class BridgeOptions(_Section):
     # AMQP prefetch: the most deliveries not yet acked, i.e. waiting for Kafka.
-    prefetch: int = 1000
+    prefetch: Positive = 1000
     # Most records in the producer's local queue (also bounds the leftovers of a
     # lost channel still awaiting their delivery report).
-    max_in_flight: int = 5000
+    max_in_flight: Positive = 5000
     # Backoff after a lost RabbitMQ connection or a failed Kafka delivery:
     # doubles from reconnect_initial_backoff_s up to reconnect_max_backoff_s.
-    reconnect_initial_backoff_s: float = 0.5
-    reconnect_max_backoff_s: float = 30.0
+    reconnect_initial_backoff_s: PositiveSeconds = 0.5
+    reconnect_max_backoff_s: PositiveSeconds = 30.0
     # Largest AMQP body the producer accepts (librdkafka message.max.bytes); the
     # Kafka broker's own limit (message.max.bytes / max.message.bytes) applies too.
-    max_message_bytes: int = 16 * 1024 * 1024
+    max_message_bytes: Positive = 16 * 1024 * 1024
     # On SIGTERM: how long to wait for outstanding delivery reports before the
     # rest is handed back to RabbitMQ (must stay well under systemd's stop timeout).
-    shutdown_flush_s: float = 5.0
+    shutdown_flush_s: NonNegativeSeconds = 5.0
 
 
 class ParserOptions(_Section):
     group_id: str = "edge-parser"
     # Site id -> IANA time zone for header.timestamp; others use default_timezone.
-    default_timezone: str = "UTC"
-    site_timezones: dict[str, str] = Field(default_factory=dict)
-    max_in_flight: int = 20000
+    default_timezone: TimeZone = "UTC"
+    site_timezones: dict[str, TimeZone] = Field(default_factory=dict)
+    max_in_flight: Positive = 20000
     # Per-site metrics (last seen, messages): a site unheard of for this long leaves
     # them, and so do the least recently seen beyond site_metrics_max_sites.
     site_metrics_forget_after_s: float = 86_400.0
-    site_metrics_max_sites: int = 1000
+    site_metrics_max_sites: Positive = 1000
 
 
 class SinkOptions(_Section):
     group_id: str = "edge-sink"
     # One /write request holds at most this many lines and bytes; a batch is also
     # written once its oldest line has waited batch_max_age_s.
-    batch_max_lines: int = 5000
-    batch_max_bytes: int = 4_000_000
+    batch_max_lines: Positive = 5000
+    batch_max_bytes: Positive = 4_000_000
     # At field rates (a few hundred points/s per partition) age decides: it is the
     # sink's share of publish-to-queryable latency.
-    batch_max_age_s: float = 0.2
+    batch_max_age_s: PositiveSeconds = 0.2
     # Capped exponential backoff (jittered) while InfluxDB is unavailable.
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
+    retry_initial_s: PositiveSeconds = 0.5
+    retry_max_s: PositiveSeconds = 30.0
     # Records held across all partitions before fetching is paused (memory bound).
-    max_buffered_lines: int = 50_000
-    max_buffered_bytes: int = 64_000_000
+    max_buffered_lines: Positive = 50_000
+    max_buffered_bytes: Positive = 64_000_000
     # /write requests in flight at once (one per partition at most, so each
     # partition's commits stay in order); 2 keeps InfluxDB busy on a small server.
-    write_concurrency: int = 2
-    connect_timeout_s: float = 3.0
+    write_concurrency: Positive = 2
+    connect_timeout_s: PositiveSeconds = 3.0
     # Duration of influxdb.retention_policy when the sink creates it (with
     # influxdb.create_database); an existing policy is left as it is.
     retention_duration: str = "INF"
     # Wait for the DLQ to acknowledge records before their offsets are committed.
-    dlq_timeout_s: float = 10.0
+    dlq_timeout_s: PositiveSeconds = 10.0
     # On SIGTERM/SIGINT: time to write what is held before committing and exiting.
-    shutdown_flush_s: float = 5.0
+    shutdown_flush_s: NonNegativeSeconds = 5.0
 
 
 class ArchiveOptions(_Section):
@@ -312,13 +435,13 @@ class ArchiveOptions(_Section):
     # ``edge query --local`` reads it.
     directory: str = "var/archive"
     # Points older than this are archived (``--older-than`` overrides it).
-    older_than_days: float = 30.0
+    older_than_days: Annotated[float, Field(ge=0)] = 30.0
     # Rows per InfluxDB response chunk (decoded as Python objects: bounds memory)
     # and rows per Parquet row group (columnar, buffered until written).
-    chunk_rows: int = 10_000
-    row_group_rows: int = 131_072
+    chunk_rows: Positive = 10_000
+    row_group_rows: Positive = 131_072
     # zstd level for the Parquet pages (1..22).
-    zstd_level: int = 9
+    zstd_level: Annotated[int, Field(ge=1, le=22)] = 9
     # With S3 configured: delete each verified window from InfluxDB (``--keep``
     # overrides). Without S3 the local archive alone never leads to a delete unless
     # ``delete_without_s3`` is true (or ``--delete`` is given).
@@ -343,10 +466,11 @@ class S3Settings(_Section):
     prefix: str = "archive/"
     region: str = "us-east-1"
     # Set for a local moto_server or another S3-compatible endpoint; None = AWS.
-    endpoint_url: str | None = None
-    # Files above this size are uploaded in parts of ``multipart_chunk_mb``.
-    multipart_threshold_mb: int = 64
-    multipart_chunk_mb: int = 16
+    endpoint_url: OptionalHttpUrl = None
+    # Files above this size are uploaded in parts of ``multipart_chunk_mb``
+    # (S3 refuses parts under 5 MB, except the last).
+    multipart_threshold_mb: Positive = 64
+    multipart_chunk_mb: Annotated[int, Field(ge=5)] = 16
     # Credentials come from the standard boto3 chain (env, profile, instance role).
     profile: str | None = None
 
@@ -363,13 +487,13 @@ class AthenaSettings(_Section):
     database: str = "microgrid"
     region: str = "us-east-1"
     # Set for a local moto_server; None = AWS. Credentials: the standard boto3 chain.
-    endpoint_url: str | None = None
+    endpoint_url: OptionalHttpUrl = None
     profile: str | None = None
     # Seconds a query may run before ``edge query`` stops it (``--timeout``).
-    timeout_s: float = 300.0
+    timeout_s: PositiveSeconds = 300.0
     # Status polling: first wait, doubling up to the longest wait.
-    poll_initial_s: float = 0.25
-    poll_max_s: float = 5.0
+    poll_initial_s: PositiveSeconds = 0.25
+    poll_max_s: PositiveSeconds = 5.0
     # Result location sent with each query. Leave unset for the CDK workgroup: it
     # enforces its own (s3://<bucket>/athena-results/); needed only for a workgroup
     # without one.
@@ -411,6 +535,13 @@ class SimulatorSettings(_ServiceSettings):
 
 class TopicsSettings(_ServiceSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+class StatusSettings(_ServiceSettings):
+    """``edge status``: the metrics host and the archive directory; no secrets, so
+    any user can run it."""
+
+    archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
 
 
 SERVICE_SETTINGS: dict[str, type[_ServiceSettings]] = {

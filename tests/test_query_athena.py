@@ -151,20 +151,45 @@ def test_timeout_stops_the_query_and_exits_non_zero(aws, tmp_path, capsys):
     finally:
         state_manager.unset_transition(model_name="athena::execution")
 
-    assert code == 3
+    assert code == 1  # the query failed (3 means a settings problem: README, "Exit codes")
     assert "stopped" in capsys.readouterr().err
     [execution] = executions().values()
     assert execution.status == "CANCELLED"  # StopQueryExecution was sent
     assert not (tmp_path / "r.csv").exists()
 
 
-def test_missing_workgroup_is_an_aws_error(aws, monkeypatch, capsys):
+def test_missing_workgroup_is_said_plainly(aws, monkeypatch, capsys):
     monkeypatch.setenv("EDGE_ATHENA__WORKGROUP", "no-such-workgroup")
 
     code = cli.main(["query", "SELECT 1"])
 
+    assert code == 5
+    assert capsys.readouterr().err == (
+        "edge query: Athena workgroup no-such-workgroup does not exist in us-east-1 ([athena] workgroup, or --workgroup)\n")
+
+
+def test_aws_refusing_is_an_unreachable_hop(aws, monkeypatch, capsys):
+    monkeypatch.setenv("EDGE_ATHENA__ENDPOINT_URL", "http://127.0.0.1:1")
+
+    code = cli.main(["query", "SELECT 1"])
+
     assert code == 4
-    assert "edge query:" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("edge query: AWS: cannot reach http://127.0.0.1:1")
+
+
+def test_missing_aws_credentials_are_a_configuration_error(aws, monkeypatch, tmp_path, capsys):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    code = cli.main(["query", "SELECT 1"])
+
+    assert code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("edge query: AWS: no usable credentials (Unable to locate credentials); set one of")
+    assert "AWS_SHARED_CREDENTIALS_FILE" in err
 
 
 def test_local_mode_queries_the_local_archive_without_aws(tmp_path, monkeypatch, capsys):
@@ -191,3 +216,51 @@ def test_local_mode_queries_the_local_archive_without_aws(tmp_path, monkeypatch,
 
     assert code == 0
     assert out.read_text().splitlines() == ["site_id,n,v", "000001,2,230.5"]
+
+
+def _archive_with_field6(root) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    part = root / "field6" / "site_id=000001" / "date=2024-05-01"
+    part.mkdir(parents=True)
+    start = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    pq.write_table(pa.table({"time": pa.array([start], pa.timestamp("us", tz="UTC")), "voltage": [229.5]}),
+                   part / "part-00000.parquet")
+
+
+def test_local_mode_names_the_directory_and_its_tables_when_a_table_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGE_CONFIG", "")
+    archive = tmp_path / "archive"
+    _archive_with_field6(archive)
+
+    code = cli.main(["query", "--local", "--archive-dir", str(archive), "SELECT count(*) FROM field1"])
+
+    assert code == 5
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"edge query: archive {archive} (tables: field6)",
+        f"edge query: no table field1 in the archive at {archive} (tables there: field6)",
+    ]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["query", "--local", "--archive-dir", str(empty), "SELECT * FROM field1"]) == 5
+    assert f"no table field1 in the archive at {empty} (it holds no Parquet files)" in capsys.readouterr().err
+
+    assert cli.main(["query", "--local", "--archive-dir", str(tmp_path / "nope"), "SELECT 1"]) == 5
+    assert f"edge query: archive directory {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+
+    assert cli.main(["query", "--local", "--archive-dir", str(archive), "SELEC 1"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        'edge query: Parser Error: syntax error at or near "SELEC"')
+
+
+def test_out_into_a_missing_directory_is_refused_before_the_query_runs(aws, tmp_path, capsys):
+    code = cli.main(["query", "SELECT 1", "--out", str(tmp_path / "nope" / "r.csv")])
+
+    assert code == 2
+    assert capsys.readouterr().err == f"edge query: --out {tmp_path}/nope/r.csv: directory {tmp_path}/nope does not exist\n"
+    assert executions() == {}  # nothing was sent to Athena

@@ -191,6 +191,32 @@ def test_install_keeps_an_existing_config_and_dry_run_changes_nothing(tmp_path):
     assert unit.read_text().startswith("# edge sink")  # units are ours: refreshed
 
 
+def test_every_secret_file_the_shipped_config_names_is_a_slot_the_units_load():
+    """The installed edge.toml's secret settings name credential slots, and every
+    unit whose service reads that section loads the slot (LoadCredential=), so the
+    relative name resolves in its $CREDENTIALS_DIRECTORY."""
+    import tomllib
+
+    from edge.ops.install import CREDENTIALS, named_slots
+    from edge.settings import SERVICE_SETTINGS
+
+    config = tomllib.loads((ROOT / "deploy" / "edge.toml").read_text())
+    named = named_slots(ROOT / "deploy" / "edge.toml")
+    assert named == ["amqp_password", "kafka_password", "influx_password"]
+    assert set(named) <= set(CREDENTIALS)
+    section_of = {"amqp_password": "amqp", "kafka_password": "kafka", "influx_password": "influxdb"}
+    assert config["amqp"]["password_file"] == "amqp_password"
+    assert config["kafka"]["sasl_password_file"] == "kafka_password"
+    assert config["influxdb"]["password_file"] == "influx_password"
+    unit_of = {"bridge": "edge-bridge.service", "parser": "edge-parser.service", "sink": "edge-sink.service",
+               "archive": "edge-archive.service"}
+    for service, unit in unit_of.items():
+        loaded = {c.partition(":")[0] for c in unit_settings(UNITS / unit)["Service"].get("LoadCredential", [])}
+        for slot in named:
+            if section_of[slot] in SERVICE_SETTINGS[service].model_fields:
+                assert slot in loaded, f"{unit} reads [{section_of[slot]}] but does not load {slot}"
+
+
 # ------------------------------------------------------------------ MemoryDenyWriteExecute
 
 PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1

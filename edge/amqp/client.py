@@ -107,7 +107,7 @@ def _causes(exc: BaseException):
         seen.add(id(e))
         yield e
         todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
-        for linked in (e.__cause__, e.__context__):
+        for linked in (e.__cause__, e.__context__, getattr(e, "exception", None)):
             if linked is not None:
                 todo.append(linked)
 
@@ -136,4 +136,9 @@ def describe_error(exc: BaseException, amqp: AmqpSettings) -> str:
             return f"amqp: TLS handshake failed at {where}: {reason}{hint}"
     if not amqp.tls and any(isinstance(e, (pika.exceptions.IncompatibleProtocolError, pika.exceptions.StreamLostError)) for e in causes):
         return f"amqp: connection to {where} closed during the AMQP handshake: {type(exc).__name__}: {exc} (a TLS port? set amqp.tls)"
+    for e in causes:
+        if isinstance(e, socket.gaierror):
+            return f"amqp: cannot connect to {where}: host name not resolved"
+        if isinstance(e, OSError) and e.strerror:
+            return f"amqp: cannot connect to {where}: {e.strerror.lower()}"
     return f"amqp: connection to {where} failed: {type(exc).__name__}: {exc}"

@@ -14,7 +14,7 @@ publish time.
 from __future__ import annotations
 
 import argparse
-import sys
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +23,8 @@ from pathlib import Path
 import pika
 
 from edge.amqp import client as amqp_client
+from edge.cli import above, at_least
+from edge.core.errors import UnreachableError
 from edge.core.lifecycle import StopSignal
 from edge.dev.sample_messages import SAMPLE_PATH, MessageTemplate, parse_start, schedule
 from edge.settings import SimulatorSettings
@@ -115,15 +117,41 @@ def publish(
     return SimulationSummary(published, confirmed, sites, elapsed, first, last)
 
 
+def _start(text: str) -> datetime:
+    try:
+        return parse_start(text, datetime.now(timezone.utc))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: {exc} (expected 'YYYY-MM-DD HH:MM:SS' in UTC, or ISO 8601 with an offset)"
+        ) from None
+
+
+def _fraction(text: str) -> float:
+    value = at_least(0, float)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), e.g. 0.05 (got {text})")
+    return value
+
+
+def _sample_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rate", type=float, default=0.0, help="messages per second (default 0: as fast as confirms allow)")
-    parser.add_argument("--sites", type=int, default=1, help="number of distinct site_id values (000001, 000002, ...)")
+    parser.add_argument("--rate", type=at_least(0, float), default=0.0,
+                        help="messages per second (default 0: as fast as confirms allow)")
+    parser.add_argument("--sites", type=at_least(1), default=1,
+                        help="number of distinct site_id values (000001, 000002, ...)")
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--count", type=int, help="number of messages (default 100)")
-    amount.add_argument("--duration", type=float, help="publish for this many seconds instead of a count")
-    parser.add_argument("--jitter", type=float, default=0.0, help="vary every measurement by up to this fraction (e.g. 0.05)")
-    parser.add_argument("--start", help="first header.timestamp, 'YYYY-MM-DD HH:MM:SS' UTC (default: now)")
-    parser.add_argument("--sample", default=str(SAMPLE_PATH), help="sample message to publish (default: sample/sample.json)")
+    amount.add_argument("--count", type=at_least(1), help="number of messages (default 100)")
+    amount.add_argument("--duration", type=above(0), help="publish for this many seconds instead of a count")
+    parser.add_argument("--jitter", type=_fraction, default=0.0,
+                        help="vary every measurement by up to this fraction (e.g. 0.05)")
+    parser.add_argument("--start", type=_start, help="first header.timestamp, 'YYYY-MM-DD HH:MM:SS' UTC (default: now)")
+    parser.add_argument("--sample", type=_sample_file, default=str(SAMPLE_PATH),
+                        help="sample message to publish (default: sample/sample.json)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,11 +160,11 @@ def run(args: argparse.Namespace) -> int:
     count = None if args.duration is not None else (args.count if args.count is not None else 100)
     try:
         summary = _publish_from_args(settings, args, count, stop)
-    except amqp_client.CONNECTION_ERRORS as exc:
+    except (*amqp_client.CONNECTION_ERRORS, socket.gaierror) as exc:
         # One line naming the hop and the cause (wrong password, untrusted
-        # certificate ...), never the password; nothing was confirmed after it.
-        print(f"simulate: {amqp_client.describe_error(exc, settings.amqp)}", file=sys.stderr, flush=True)
-        return 1
+        # certificate, unknown host ...), never the password; nothing was
+        # confirmed after it.
+        raise UnreachableError(amqp_client.describe_error(exc, settings.amqp)) from None
     print(summary.line(), flush=True)
     return 0
 
@@ -148,7 +176,7 @@ def _publish_from_args(settings: SimulatorSettings, args: argparse.Namespace, co
         sites=args.sites,
         rate=args.rate,
         jitter=args.jitter,
-        start=parse_start(args.start, datetime.now(timezone.utc)),
+        start=args.start,
         duration_s=args.duration,
         sample=args.sample,
         stop=stop,

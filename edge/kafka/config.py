@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from edge.logs import librdkafka_logger
 from edge.settings import KafkaSettings
 
 # Properties an operator may not override: they are the at-least-once contract.
@@ -51,6 +52,7 @@ def _split(conf: dict[str, Any], drop: tuple[str, ...]) -> dict[str, Any]:
 
 def producer_config(kafka: KafkaSettings, client_id: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
+        "logger": librdkafka_logger(),  # librdkafka's lines as rate-limited log events
         "client.id": client_id,
         "linger.ms": 5,
         "compression.type": "lz4",
@@ -76,6 +78,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, *, serv
                     **extra: Any) -> dict[str, Any]:
     """A group member's configuration; ``service`` makes it a static member."""
     conf: dict[str, Any] = {
+        "logger": librdkafka_logger(),
         "group.id": group_id,
         "client.id": client_id,
         "auto.offset.reset": "earliest",
@@ -94,7 +97,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, *, serv
 
 def admin_config(kafka: KafkaSettings, client_id: str, **extra: Any) -> dict[str, Any]:
     """Operator properties (SASL, SSL...) without the producer- or consumer-only ones."""
-    conf: dict[str, Any] = {"client.id": client_id}
+    conf: dict[str, Any] = {"logger": librdkafka_logger(), "client.id": client_id}
     conf.update(_split(kafka.client_config(), _CONSUMER_ONLY_PREFIXES + _PRODUCER_ONLY_PREFIXES))
     conf.update(extra)
     return conf

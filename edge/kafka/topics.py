@@ -36,10 +36,12 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from edge.core.errors import UnreachableError
 from edge.kafka.config import admin_config
 from edge.settings import KafkaSettings, TopicsSettings
 
 TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
 
 # Answers that mean "this broker does not do that", rather than "not you" or "not now".
 UNSUPPORTED = {
@@ -175,8 +177,16 @@ def ensure_topics(kafka: KafkaSettings, timeout_s: float = TIMEOUT_S, *, apply: 
     admin = AdminClient(admin_config(kafka, "edge-topics"))
     wanted = topic_configs(kafka)
     names = list(wanted)
-    created = _create_missing(admin, kafka, [n for n in names if n not in admin.list_topics(timeout=timeout_s).topics],
-                              timeout_s)
+    try:
+        # A broker that does not answer this soon is not there: say so, don't wait 30 s.
+        existing = admin.list_topics(timeout=min(timeout_s, CONNECT_TIMEOUT_S)).topics
+    except KafkaException as exc:
+        admin.poll(0)  # hands librdkafka's own reason (refused, unresolved ...) to the log
+        raise UnreachableError(
+            f"kafka: no broker answered at {kafka.bootstrap_servers} within {CONNECT_TIMEOUT_S:g} s: "
+            f"{exc.args[0].str()}"
+        ) from None
+    created = _create_missing(admin, kafka, [n for n in names if n not in existing], timeout_s)
     metadata = admin.list_topics(timeout=timeout_s).topics
     described = _describe(admin, names, timeout_s)
     drift = {n: config_drift(wanted[n], d) for n, d in described.items() if isinstance(d, dict)}

@@ -2,23 +2,25 @@
 
 Every service's settings class (``edge.settings.SERVICE_SETTINGS``) loads the file
 exactly as the service itself would (TOML, then ``EDGE_*`` environment on top), so
-a file that passes here starts every service. On top of the classes' own checks
-(types, unknown keys inside a section) this finds what they silently ignore: a
-top-level section no service reads (a typo such as ``[influx]`` would otherwise
-leave the defaults in place).
+a file that passes here starts every service: types, ranges, enums, URL schemes,
+time zones, secret files that exist and are not empty, no unknown key or section
+(``edge.settings``), and on top of that the ``[kafka.client]`` properties as
+librdkafka itself judges them, without connecting (``edge.ops.kafka_properties``).
 
-The effective configuration is printed as TOML, one table per service
-(``[bridge.amqp]``, ...), with secrets masked: every ``SecretStr``, every key whose
-name looks secret (password, secret, token, key: e.g. ``sasl.password`` in
-``[kafka.client]``), and the password part of a URL. File locations (``*_file``,
-``*.location``) are shown: they are not secrets.
+Each problem is printed once (stderr), located: ``file:line`` of the key, or the
+``EDGE_*`` variable that set it, with "did you mean" for an unknown key. The
+services that loaded are printed anyway (stdout, TOML or JSON), one table per
+service (``[bridge.amqp]``, ...), secrets masked (``edge.ops.masking``), and where
+each secret comes from (``edge.ops.secret_sources``): a file, the environment, or
+a built-in development default, which is shown as such and never masked.
 
 Secret files named relative (``password_file = "amqp_password"``) are read from
 ``$CREDENTIALS_DIRECTORY``, which systemd sets for ``LoadCredential=``; outside a
-unit ``--credentials-dir`` (default ``/etc/edge/credentials`` when it exists)
-stands in for it, so an operator can check the production file as root.
+unit ``--credentials-dir`` stands in for it, by default the ``credentials``
+directory next to the config file (``/etc/edge/credentials`` for
+``/etc/edge/edge.toml``), so an operator can check the production file as root.
 
-Exit status: 0 valid, 1 invalid (each problem on stderr, one line each), 2 usage.
+Exit status: 0 valid; 3 a problem (the count on the last line); 2 usage.
 """
 
 from __future__ import annotations
@@ -28,64 +30,31 @@ import json
 import os
 import re
 import sys
-import tomllib
-import urllib.parse
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from edge.settings import SERVICE_SETTINGS, resolve_config_path
+from edge.core.errors import ConfigError, UsageError
+from edge.ops import kafka_properties
+from edge.ops.config_problems import Problem, dotted, key_lines, locate
+from edge.ops.masking import MASK, looks_secret, mask_url, masked  # noqa: F401 (public here too)
+from edge.ops.secret_sources import SecretSource, secret_sources
+from edge.settings import (
+    SERVICE_SETTINGS,
+    KafkaSettings,
+    SettingsError,
+    _ServiceSettings,
+    read_config,
+    resolve_config_path,
+)
 
-MASK = "**********"
-DEFAULT_CREDENTIALS_DIR = Path("/etc/edge/credentials")
 # Command names that differ from the settings names.
 ALIASES = {"parse": "parser", "simulator": "simulate"}
-_SECRET_WORDS = re.compile(r"password|passwd|secret|token|key|credential", re.IGNORECASE)
-_NOT_SECRET_SUFFIXES = ("_file", "_files", ".location", "_location", "_dir")
 
 
-# ------------------------------------------------------------------ masking (pure)
-
-
-def looks_secret(name: str) -> bool:
-    """A key whose value is a secret by its name (file locations are not)."""
-    lowered = name.lower()
-    if lowered.endswith(_NOT_SECRET_SUFFIXES):
-        return False
-    return bool(_SECRET_WORDS.search(lowered))
-
-
-def mask_url(value: str) -> str:
-    """``scheme://user:pass@host`` -> ``scheme://user:**********@host``."""
-    if "://" not in value or "@" not in value:
-        return value
-    parts = urllib.parse.urlsplit(value)
-    if parts.password is None:
-        return value
-    netloc = f"{parts.username or ''}:{MASK}@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def masked(value: Any, name: str = "") -> Any:
-    """A plain copy of a settings value with every secret replaced by ``MASK``."""
-    if isinstance(value, SecretStr):
-        return MASK if value.get_secret_value() else ""
-    if isinstance(value, dict):
-        if name.endswith("_files"):  # key -> file location: locations are not secrets
-            return {k: v for k, v in value.items()}
-        return {k: masked(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [masked(v, name) for v in value]
-    if isinstance(value, str):
-        if value and looks_secret(name):
-            return MASK
-        return mask_url(value)
-    if value is not None and not isinstance(value, bool) and looks_secret(name):
-        return MASK
-    return value
+# ------------------------------------------------------------------ effective settings (pure)
 
 
 def effective(settings) -> dict[str, Any]:
@@ -104,6 +73,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def show_defaults_plainly(table: dict[str, Any], sources: list[SecretSource]) -> dict[tuple[str, ...], str]:
+    """A secret that is a built-in default is shown as it is, never masked; returns
+    a note per secret key (``section.key`` -> where it comes from)."""
+    notes = {}
+    for source in sources:
+        section, _, key = source.key.partition(".")
+        if section not in table or key not in table[section]:
+            continue
+        if source.kind == "default":
+            table[section][key] = source.detail
+        notes[(section, key)] = source.describe()
+    return notes
 
 
 # ------------------------------------------------------------------ TOML output (pure)
@@ -125,96 +108,112 @@ def _toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
-def to_toml(table: dict[str, Any], path: tuple[str, ...] = ()) -> list[str]:
-    """Nested dicts as TOML tables; ``None`` (unset) as a comment line."""
+def to_toml(table: dict[str, Any], path: tuple[str, ...] = (), notes: dict | None = None) -> list[str]:
+    """Nested dicts as TOML tables; ``None`` (unset) as a comment line; ``notes``
+    (key path below the service -> text) as trailing comments."""
+    notes = notes or {}
     lines: list[str] = []
     scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in table.items() if isinstance(v, dict)}
     if path and (scalars or not tables):
         lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
     for key, value in scalars.items():
+        note = notes.get(path[1:] + (key,))
+        suffix = f"  # {note}" if note else ""
         if value is None:
-            lines.append(f"# {_toml_key(key)} = (unset)")
+            lines.append(f"# {_toml_key(key)} = (unset){suffix}")
         else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}{suffix}")
     if path and (scalars or not tables):
         lines.append("")
     for key, value in tables.items():
-        lines.extend(to_toml(value, path + (key,)))
+        lines.extend(to_toml(value, path + (key,), notes))
     return lines
 
 
 # ------------------------------------------------------------------ checking (I/O)
 
 
-def known_sections() -> set[str]:
-    return {name for cls in SERVICE_SETTINGS.values() for name in cls.model_fields}
+@dataclass
+class Report:
+    path: Path | None
+    results: dict[str, dict] = field(default_factory=dict)  # service -> effective settings
+    notes: dict[tuple[str, ...], str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    secrets: list[SecretSource] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, problems: list[Problem]) -> None:
+        self.problems.extend(p for p in problems if p not in self.problems)
 
 
-def _format_validation_error(service: str, exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(file)"
-        got = err.get("input")
-        shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {masked(got, where)!r})"
-        out.append(f"{service}: {where}: {err['msg']}{shown}")
-    return out
-
-
-def check(config_path: str | None, services: list[str]) -> tuple[dict[str, dict], list[str]]:
-    """Load ``config_path`` for each service; returns (effective settings, problems)."""
-    problems: list[str] = []
-    try:
-        path = resolve_config_path(config_path)
-    except FileNotFoundError as exc:
-        return {}, [str(exc)]
-    if path is not None:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            return {}, [f"{path}: not valid TOML: {exc}"]
-        except OSError as exc:
-            return {}, [f"{path}: cannot read: {exc}"]
-        unknown = sorted(set(raw) - known_sections())
-        for name in unknown:
-            problems.append(
-                f"{path}: section or key [{name}] is read by no service "
-                f"(known: {', '.join(sorted(known_sections()))})"
-            )
-    results: dict[str, dict] = {}
+def check(config_path: str | None, services: list[str]) -> Report:
+    """Load ``config_path`` for each service as it would; every problem once."""
+    path = resolve_config_path(config_path)  # a missing file: SettingsError, one line
+    text, _ = read_config(path)  # a syntax error: the same
+    report = Report(path)
+    loaded: dict[str, Any] = {}
     for service in services:
-        cls = SERVICE_SETTINGS[service]
         try:
-            settings = cls.load(config_path)
-        except ValidationError as exc:
-            problems.extend(_format_validation_error(service, exc))
+            loaded[service] = SERVICE_SETTINGS[service].load(config_path)
+        except SettingsError as exc:
+            report.add(exc.problems)
+            report.failed.append(service)
+    kafka_problems = _librdkafka_problems(config_path, services, path, text)
+    report.add(kafka_problems)
+    sections: dict[str, Any] = {}
+    for service, settings in loaded.items():
+        if kafka_problems and "kafka" in type(settings).model_fields:
+            report.failed.append(service)
             continue
-        except (OSError, ValueError) as exc:  # e.g. a secret file that cannot be read
-            problems.append(f"{service}: {type(exc).__name__}: {exc}")
-            continue
-        problems.extend(f"{service}: {p}" for p in semantic_problems(service, settings))
-        results[service] = effective(settings)
-    return results, problems
+        report.results[service] = effective(settings)
+        sections.update({name: getattr(settings, name) for name in type(settings).model_fields})
+    report.secrets = secret_sources(sections, path, text)
+    for table in report.results.values():
+        report.notes.update(show_defaults_plainly(table, report.secrets))
+    return report
 
 
-def semantic_problems(service: str, settings) -> list[str]:
-    """Checks a type cannot express: values a service would fail on at start."""
-    out: list[str] = []
-    metrics = getattr(settings, "metrics", None)
-    if metrics is not None and not 0 <= metrics.port <= 65535:
-        out.append(f"metrics.port: {metrics.port} is not a TCP port (0 = off)")
-    parser = getattr(settings, "parser", None)
-    if parser is not None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+class _KafkaOnly(_ServiceSettings):
+    """The ``[kafka]`` section alone, loaded as the services load it: its client
+    properties are checked even when another section keeps every service down."""
 
-        zones = {"parser.default_timezone": parser.default_timezone}
-        zones.update({f"parser.site_timezones.{k}": v for k, v in parser.site_timezones.items()})
-        for where, zone in zones.items():
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                out.append(f"{where}: unknown time zone {zone!r}")
-    return out
+    log: Any = None
+    metrics: Any = None
+    kafka: KafkaSettings = KafkaSettings()
+
+
+def _librdkafka_problems(config_path: str | None, services: list[str], path: Path | None,
+                         text: str) -> list[Problem]:
+    if not any("kafka" in SERVICE_SETTINGS[s].model_fields for s in services):
+        return []
+    # Only the section's own validity matters here (not unknown sections elsewhere).
+    bound = type("KafkaOnly", (_KafkaOnly,), {"_config_path": path})
+    try:
+        kafka = bound().kafka
+    except ValidationError:  # the section's own problems are reported by the services
+        return []
+    lines = key_lines(text)
+    problems = []
+    for prop, message in kafka_properties.refusals(kafka):
+        loc = _property_loc(prop, kafka)
+        where = locate(loc, path, lines, os.environ)
+        hint = ""
+        if prop and message.lower().startswith("no such configuration property"):
+            guess = kafka_properties.suggestion(prop)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+        problems.append(Problem(where, dotted(loc), f"librdkafka refuses it: {message}{hint}"))
+    return problems
+
+
+def _property_loc(prop: str | None, kafka) -> tuple[str, ...]:
+    if prop in kafka.client:
+        return ("kafka", "client", prop)
+    if prop in kafka.client_secret_files:
+        return ("kafka", "client_secret_files", prop)
+    if prop == "bootstrap.servers":
+        return ("kafka", "bootstrap_servers")
+    return ("kafka", "client") + ((prop,) if prop else ())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -229,42 +228,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--credentials-dir",
         metavar="DIR",
         help="where relative secret files are read from when $CREDENTIALS_DIRECTORY is unset "
-        f"(default: {DEFAULT_CREDENTIALS_DIR} when it exists)",
+        "(default: the credentials directory next to the config file, e.g. /etc/edge/credentials)",
     )
     parser.add_argument("--format", choices=["toml", "json"], default="toml", help="output format")
+
+
+def _credentials_dir(args: argparse.Namespace, config: str | None) -> str | None:
+    if args.credentials_dir:
+        return args.credentials_dir
+    path = resolve_config_path(config)
+    beside = path.parent / "credentials" if path is not None else None
+    return str(beside) if beside is not None and beside.is_dir() else None
 
 
 def run(args: argparse.Namespace) -> int:
     services = [ALIASES.get(s, s) for s in (args.service or list(SERVICE_SETTINGS))]
     unknown = [s for s in services if s not in SERVICE_SETTINGS]
     if unknown:
-        print(f"edge config check: unknown service {', '.join(unknown)} "
-              f"(one of {', '.join(SERVICE_SETTINGS)})", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown service {', '.join(unknown)} (one of {', '.join(SERVICE_SETTINGS)})")
+    config = getattr(args, "config", None)
     if not os.environ.get("CREDENTIALS_DIRECTORY"):
-        credentials = args.credentials_dir or (str(DEFAULT_CREDENTIALS_DIR) if DEFAULT_CREDENTIALS_DIR.is_dir() else None)
+        credentials = _credentials_dir(args, config)
         if credentials:
             os.environ["CREDENTIALS_DIRECTORY"] = credentials
-    config = getattr(args, "config", None)
-    results, problems = check(config, services)
-    if problems:
-        for problem in problems:
-            print(f"invalid: {problem}", file=sys.stderr)
-        print(f"edge config check: {len(problems)} problem(s); nothing printed for the services that failed",
-              file=sys.stderr)
-        return 1
-    try:
-        source = resolve_config_path(config)
-    except FileNotFoundError:  # checked above
-        source = None
+    report = check(config, services)
     env_keys = sorted(k for k in os.environ if k.startswith("EDGE_") and k != "EDGE_CONFIG")
-    if args.format == "json":
-        print(json.dumps({"config": str(source) if source else None, "environment": env_keys,
-                          "services": results}, indent=2, default=str))
-        return 0
-    print(f"# edge config check: valid for {', '.join(services)}")
-    print(f"# file: {source or '(none: defaults)'}")
-    print(f"# environment overrides: {', '.join(env_keys) if env_keys else '(none)'}")
-    print()
-    print("\n".join(to_toml(results)).rstrip())
+    if report.path is None and not env_keys:
+        print("edge config: warning: no config file (--config, $EDGE_CONFIG, /etc/edge/edge.toml) and no EDGE_* "
+              "variable: these are the built-in development defaults only", file=sys.stderr)
+    if report.results:
+        _print(report, services, env_keys, args.format)
+    for problem in sorted(report.problems, key=Problem.order):
+        print(f"invalid: {problem.line()}", file=sys.stderr)
+    if report.problems:
+        valid = [s for s in services if s in report.results]
+        raise ConfigError(
+            f"{len(report.problems)} problem(s) in {report.path or 'the settings'}; "
+            + (f"valid: {', '.join(valid)} (printed)" if valid else "no service can start")
+        )
     return 0
+
+
+def _print(report: Report, services: list[str], env_keys: list[str], format_: str) -> None:
+    source = str(report.path) if report.path else None
+    if format_ == "json":
+        print(json.dumps({
+            "config": source, "environment": env_keys,
+            "credentials_directory": os.environ.get("CREDENTIALS_DIRECTORY"),
+            "secrets": {s.key: {"source": s.kind, "detail": s.detail} for s in report.secrets},
+            "services": report.results, "invalid": report.failed,
+        }, indent=2, default=str))
+        return
+    valid = [s for s in services if s in report.results]
+    print(f"# edge config check: valid for {', '.join(valid)}"
+          + (f"; NOT valid for {', '.join(report.failed)} (see stderr)" if report.failed else ""))
+    print(f"# file: {source or '(none: built-in defaults)'}")
+    print(f"# environment overrides: {', '.join(env_keys) if env_keys else '(none)'}")
+    print(f"# credentials directory: {os.environ.get('CREDENTIALS_DIRECTORY') or '(none)'}")
+    print("# secrets:")
+    for secret in report.secrets:
+        print(f"#   {secret.key}: {secret.describe()}")
+    print()
+    print("\n".join(to_toml(report.results, notes=report.notes)).rstrip())

@@ -7,10 +7,14 @@ What it writes under ``--prefix`` (default ``/``):
   this installation's ``edge`` (the units are ours: rewritten on every install;
   local changes belong in drop-ins, ``systemctl edit <unit>``);
 - ``etc/edge/edge.toml`` from ``deploy/edge.toml`` (0644) only when there is none:
-  an operator's configuration is never overwritten;
+  an operator's configuration is never overwritten. Its secret settings
+  (``password_file``, ``sasl_password_file``) name these credential slots, so
+  what the operator writes into a slot is what the service uses;
 - ``etc/edge/credentials/`` (0700) with an empty root-only (0600) file for each
   secret a unit loads with ``LoadCredential=`` (a missing file would fail the
-  start); existing files are kept.
+  start); existing files are kept. A slot the config names and that is still
+  empty is refused by ``edge config check`` and by the service: the install
+  lists them.
 
 No system user is created: the units run with ``DynamicUser=yes`` (systemd
 allocates the user while a unit runs; the archive's state directory follows it).
@@ -28,6 +32,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge.core.errors import UsageError
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT_NAMES = (
@@ -118,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     prefix = Path(args.prefix)
     edge_exec = args.edge_exec or default_edge_exec()
     if not os.path.isabs(edge_exec):
-        print(f"edge install: --edge-exec must be an absolute path, got {edge_exec}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--edge-exec must be an absolute path, got {edge_exec}")
     if edge_exec.startswith(HIDDEN_BY_PROTECT_HOME):
         print(f"edge install: warning: {edge_exec} is under a directory the units hide (ProtectHome=yes); "
               f"install the project under /opt/edge (or pass --edge-exec)", file=sys.stderr)
@@ -139,10 +144,44 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("systemd not running here (or not installing into /): no daemon-reload")
     config = prefix / "etc" / "edge" / "edge.toml"
+    credentials = prefix / "etc" / "edge" / "credentials"
+    named = named_slots(config)
+    empty = [name for name in named if _is_empty(credentials / name)]
     print(
         "\nnext:\n"
-        f"  edit {config}, put secrets in {prefix / 'etc/edge/credentials'}/ (0600)\n"
-        f"  {edge_exec} config check --config {config}\n"
+        f"  edit {config} (brokers, InfluxDB, S3)\n"
+        + (f"  write each secret into its file in {credentials}/: {', '.join(empty)} (named in the config, still\n"
+           "  empty); for a hop without authentication remove its *_file line from the config instead\n"
+           if empty else "")
+        + f"  {edge_exec} config check --config {config}\n"
         f"  systemctl enable --now {' '.join(LONG_RUNNING)} edge-archive.timer"
     )
     return 0
+
+
+def named_slots(config: Path) -> list[str]:
+    """The credential slots a config's secret settings name (relative ``*_file``
+    values and ``client_secret_files``), in the order of ``CREDENTIALS``."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    names: set[str] = set()
+
+    def walk(table: dict, secret_files: bool) -> None:
+        for key, value in table.items():
+            if isinstance(value, dict):
+                walk(value, key == "client_secret_files")
+            elif isinstance(value, str) and (secret_files or key.endswith("_file")):
+                names.add(value)
+    walk(data, False)
+    return [name for name in CREDENTIALS if name in names]
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import duckdb
@@ -59,17 +60,57 @@ def _cell(value) -> object:
     return value
 
 
+class LocalQueryError(Exception):
+    """DuckDB refused the statement; the message is one line (no caret diagram)."""
+
+
+class MissingTable(LocalQueryError):
+    def __init__(self, name: str, archive_dir: str | Path, tables: list[str]):
+        self.name = name
+        self.tables = tables
+        there = f"tables there: {', '.join(tables)}" if tables else "it holds no Parquet files"
+        super().__init__(f"no table {name} in the archive at {Path(archive_dir).resolve()} ({there})")
+
+
+_MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
+
+
+def one_line(message: str) -> str:
+    """DuckDB's error without the ``LINE n:`` excerpt and its caret line."""
+    text = message.split("\n\nLINE ", 1)[0]
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def tables(archive_dir: str | Path) -> list[str]:
+    """The measurements archived under ``archive_dir``: the tables a query can name."""
+    return [d.name for d in measurement_dirs(archive_dir)]
+
+
 def run_local_sql(sql: str, archive_dir: str) -> str:
-    """Run ``sql`` over the archive under ``archive_dir``; the result as CSV text."""
+    """Run ``sql`` over the archive under ``archive_dir``; the result as CSV text.
+    Raises ``MissingTable`` (naming the directory and what it holds) or
+    ``LocalQueryError``."""
     con = connect(archive_dir)
     try:
-        cur = con.execute(sql)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        if cur.description:
-            writer.writerow([c[0] for c in cur.description])
-            while rows := cur.fetchmany(10_000):
-                writer.writerows([_cell(v) for v in row] for row in rows)
-        return out.getvalue()
+        return _csv(con.execute(sql))
+    except duckdb.Error as exc:
+        missing = _MISSING_TABLE.search(str(exc))
+        if isinstance(exc, duckdb.CatalogException) and missing:
+            raise MissingTable(missing.group(1), archive_dir, tables(archive_dir)) from None
+        raise LocalQueryError(one_line(str(exc))) from None
+    except RuntimeError as exc:  # DuckDB's answer to Ctrl-C
+        if "interrupted" in str(exc).lower():
+            raise KeyboardInterrupt from None
+        raise
     finally:
         con.close()
+
+
+def _csv(cur) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if cur.description:
+        writer.writerow([c[0] for c in cur.description])
+        while rows := cur.fetchmany(10_000):
+            writer.writerows([_cell(v) for v in row] for row in rows)
+    return out.getvalue()
