@@ -29,7 +29,7 @@ test: services-up
 	@$(PY) -m pytest -q -p no:cacheprovider tests
 
 # bench/quix_influx1_sink.py is not listed: bench/pipeline.py runs it in its own venv.
-BENCHES := bench/parser.py bench/pipeline.py bench/archive.py bench/systemd_security.py
+BENCHES := bench/parser.py bench/pipeline.py bench/recovery.py bench/replay.py bench/restore.py bench/archive.py bench/systemd_security.py
 
 bench: services-up
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || exit 1; done
