@@ -96,7 +96,7 @@ def test_replay_of_a_window_and_a_site_into_the_parsed_topic_and_influxdb(pipeli
     window = ["--from", T0.isoformat(), "--to", (T0 + timedelta(minutes=30)).isoformat(), "--site", A]
     out = _replay(p.env, *window, "--group-id", "replay-" + p.groups["parse"])
     assert f"messages={len(wanted) + 1} points={17 * len(wanted)} dead_lettered=1" in out, out
-    assert '"event": "replay progress"' in out or '"event": "replay planned"' in out  # log lines, not a bar
+    assert '"event": "replay_progress"' in out or '"event": "replay_planned"' in out  # log lines, not a bar
 
     parsed = read_all(p.kafka, p.kafka.parsed_topic, idle=0.7)
     expected = [pt for body in wanted for pt in parse(body).points]

@@ -88,7 +88,7 @@ class Replay:
         watermarks = reader.watermarks()
         ranges = plan(reader.offsets_at(window.from_ms), watermarks, reader.offsets_at(window.to_ms))
         progress = Progress(expected=sum(r.estimate for r in ranges.values()))
-        self.log.info("replay planned", topic=reader.topic, expected=progress.expected,
+        self.log.info("replay_planned", topic=reader.topic, expected=progress.expected,
                       partitions={p: [r.start, r.end] for p, r in ranges.items()})
         bar = _bar(progress.expected, show_bar)
         began = last_log = time.monotonic()
@@ -108,7 +108,7 @@ class Replay:
                 bar.set_postfix(points=progress.points, dlq=progress.dead_lettered, refresh=False)
             elif time.monotonic() - last_log >= LOG_EVERY_S:
                 last_log = time.monotonic()
-                self.log.info("replay progress", messages=progress.messages, points=progress.points,
+                self.log.info("replay_progress", messages=progress.messages, points=progress.points,
                               rate=round(progress.rate), eta_s=None if progress.eta_s is None else round(progress.eta_s))
         left = self.shell.flush()
         progress.seconds = time.monotonic() - began

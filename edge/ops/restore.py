@@ -100,7 +100,7 @@ class Restorer:
                     raise NotFoundError(f"influxdb: database {self.writer.settings.database} missing and not "
                                         f"created: {created.error}")
                 continue
-            self.log.warning("restore write failed, retrying", attempt=attempt, error=result.error[:300])
+            self.log.warning("restore_write_retried", attempt=attempt, error=result.error[:300])
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         raise UnreachableError(f"influxdb: writing {part.key} failed {WRITE_ATTEMPTS} times: {result.error[:300]}")
@@ -151,7 +151,7 @@ def restore(
         created = writer.ensure_database()
         if not created.ok:
             raise UnreachableError(f"influxdb: creating {into}: {created.error}")
-        log.info("restore planned", measurement=measurement, parts=len(parts), source=reader.where, into=into)
+        log.info("restore_planned", measurement=measurement, parts=len(parts), source=reader.where, into=into)
         total = sum(p.rows for p in parts) if all(p.rows is not None for p in parts) else None
         bar = _bar(total, progress)
         try:
@@ -161,7 +161,7 @@ def restore(
                 bar.close()
     finally:
         writer.close()
-    log.info("restore finished", **vars(summary))
+    log.info("restore_finished", **vars(summary))
     return summary
 
 

@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = athena.run_query(athena_client, args.sql, athena_settings, timeout)
     except athena.QueryFailed as exc:
-        log.error("query failed", query_execution_id=exc.query_execution_id, state=exc.state, reason=exc.reason)
+        log.error("query_failed", query_execution_id=exc.query_execution_id, state=exc.state, reason=exc.reason)
         raise OperatorError(f"{exc.state}: {exc.reason}") from None
     except athena.QueryTimedOut as exc:
-        log.error("query timed out", query_execution_id=exc.query_execution_id, timeout_s=exc.timeout_s)
+        log.error("query_timed_out", query_execution_id=exc.query_execution_id, timeout_s=exc.timeout_s)
         raise OperatorError(str(exc)) from None
     except ClientError as exc:
         if "WorkGroup does not exist" in str(exc):
