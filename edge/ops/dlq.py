@@ -24,15 +24,18 @@ import argparse
 import sys
 from collections import Counter
 
-from confluent_kafka import Producer
+import structlog
 
 from edge.core.dlq import REDRIVE_TARGET, redrive_headers
 from edge.core.errors import NotFoundError, UnreachableError
-from edge.kafka.config import producer_config
+from edge.core.lifecycle import StopSignal
+from edge.core.supervision import ServiceRuntime
+from edge.kafka.health import KafkaHealth
+from edge.kafka.producer import StageProducer
 from edge.ops.dlq_view import Letter, Selection, parse_address, parse_range, row, safe_text, table
 from edge.ops.moments import epoch_ms, moment
 from edge.ops.topic_reader import TopicReader
-from edge.settings import KafkaSettings, TopicsSettings
+from edge.settings import KafkaSettings, MetricsSettings, TopicsSettings
 
 GROUP_ID = "edge-ops-dlq"  # never joined, never committed: assign-only reads
 DELIVERY_TIMEOUT_S = 60.0
@@ -79,7 +82,9 @@ def redrive(kafka: KafkaSettings, letters: list[Letter]) -> Counter:
     targets = {"raw": kafka.raw_topic, "parsed": kafka.parsed_topic}
     failures: list[str] = []
     sent: Counter = Counter()
-    producer = Producer(producer_config(kafka, "edge-dlq-redrive"))
+    log = structlog.get_logger()
+    producer = StageProducer(kafka, "edge-dlq-redrive", stop=StopSignal(), health=KafkaHealth(log),
+                             supervisor=ServiceRuntime("dlq", MetricsSettings(), log, env={}))
 
     def delivered(err, msg) -> None:
         if err is not None:
@@ -89,12 +94,7 @@ def redrive(kafka: KafkaSettings, letters: list[Letter]) -> Counter:
         topic = targets[REDRIVE_TARGET[letter.dead_letter.stage]]
         headers = redrive_headers(letter.headers, dlq_topic=kafka.dlq_topic, partition=letter.partition,
                                   offset=letter.offset)
-        while True:
-            try:
-                producer.produce(topic, value=letter.value, key=letter.key, headers=headers, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        producer.produce(topic, letter.value, key=letter.key, headers=headers, on_delivery=delivered)
         producer.poll(0)
         sent[topic] += 1
     left = producer.flush(DELIVERY_TIMEOUT_S)

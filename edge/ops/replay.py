@@ -24,11 +24,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from confluent_kafka import Producer
+from prometheus_client import Counter
 
-from edge.core.dlq import dlq_headers
 from edge.core.errors import UnreachableError, UsageError
-from edge.kafka.config import producer_config
+from edge.core.supervision import ServiceRuntime
+from edge.kafka.health import KafkaHealth
+from edge.kafka.producer import DeadLetters, StageProducer
 from edge.ops.moments import epoch_ms, moment
 from edge.ops.replay_plan import Progress, Window, plan
 from edge.ops.topic_reader import TopicReader
@@ -36,6 +37,7 @@ from edge.parser import ParseError, TimeZones, parse
 from edge.settings import ParserSettings
 from edge.stages.site_activity import site_of_raw, site_of_series_key
 
+DLQ_RECORDS = Counter("edge_replay_dlq_records", "Raw messages a replay sent to the DLQ", ["reason"])
 DEFAULT_GROUP = "edge-replay"
 LOG_EVERY_S = 5.0
 FLUSH_TIMEOUT_S = 60.0
@@ -44,12 +46,16 @@ FLUSH_TIMEOUT_S = 60.0
 class ReplayShell:
     """Kafka I/O of a replay: read the raw range, produce to parsed and the DLQ."""
 
-    def __init__(self, settings: ParserSettings, group_id: str, stop):
+    def __init__(self, settings: ParserSettings, group_id: str, stop, log):
         kafka = settings.kafka
         self.kafka = kafka
         self.stop = stop
         self.reader = TopicReader(kafka, kafka.raw_topic, group_id=group_id, client_id="edge-replay")
-        self.producer = Producer(producer_config(kafka, "edge-replay", **{"linger.ms": 20}))
+        # The stages' own producer: backpressure that honours stop, dead letters.
+        supervisor = ServiceRuntime("replay", settings.metrics, log, env={})
+        self.producer = StageProducer(kafka, "edge-replay", stop=stop, supervisor=supervisor,
+                                      health=KafkaHealth(log), **{"linger.ms": 20})
+        self.dead = DeadLetters(self.producer, kafka.dlq_topic, "parser", DLQ_RECORDS)
         self.failures = 0
         self.last_failure = ""
 
@@ -58,14 +64,12 @@ class ReplayShell:
             self.failures += 1
             self.last_failure = err.str()
 
-    def produce(self, topic: str, value: bytes, key: bytes | None, headers=None) -> None:
-        """Backpressured: waits for acknowledgements while the local queue is full."""
-        while True:
-            try:
-                self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.1)
+    def produce(self, topic: str, value: bytes, key: bytes | None) -> bool:
+        """False when the replay is stopping (what was not produced is replayed again)."""
+        return self.producer.produce(topic, value, key=key, on_delivery=self._delivered)
+
+    def dead_letter(self, msg, reason: str, error: str) -> bool:
+        return self.dead.send(msg, reason, error, self._delivered)
 
     def flush(self) -> int:
         return self.producer.flush(FLUSH_TIMEOUT_S)
@@ -142,16 +146,15 @@ class Replay:
         progress.messages += 1
         produce = self.shell.produce
         for key, line in points:
-            produce(self.parsed_topic, line, key)
+            if not produce(self.parsed_topic, line, key):
+                return
         progress.points += len(points)
         if result.problems:
             self._dead_letter(msg, "partial", "; ".join(result.problems), progress)
 
     def _dead_letter(self, msg, reason: str, error: str, progress: Progress) -> None:
-        headers = dlq_headers(stage="parser", reason=reason, error=error, topic=msg.topic(),
-                              partition=msg.partition(), offset=msg.offset(), original=msg.headers())
-        self.shell.produce(self.dlq_topic, msg.value(), msg.key(), headers)
-        progress.dead_lettered += 1
+        if self.shell.dead_letter(msg, reason, error):
+            progress.dead_lettered += 1
 
 
 def _bar(total: int, enabled: bool):
@@ -189,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--to must be after --from")
     log = logs.configure(settings.log, "replay")
     stop = StopSignal().install()
-    shell = ReplayShell(settings, args.group_id, stop)
+    shell = ReplayShell(settings, args.group_id, stop, log)
     try:
         replay = Replay(settings, shell, set(args.site), log)
         show_bar = sys.stderr.isatty() if args.progress == "auto" else args.progress == "bar"
@@ -197,6 +200,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         shell.close()
     state = "interrupted" if stop.is_set() else "done"
-    log.info(f"replay {state}", **{k: v for k, v in vars(progress).items()})
+    log.info(f"replay_{state}", **{k: v for k, v in vars(progress).items()})
     print(f"replay {state}: {progress.line()}")
     return 1 if stop.is_set() else 0
