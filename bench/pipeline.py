@@ -259,6 +259,8 @@ class TimedConsumer:
 
 
 def bench_sink(lines: list[bytes]) -> dict:
+    import structlog
+
     tag = uuid.uuid4().hex[:8]
     prefix = f"bench_b_{tag}"
     influx = Influx(prefix)
@@ -266,52 +268,15 @@ def bench_sink(lines: list[bytes]) -> dict:
     create_topic(f"{prefix}.dlq", 1)
     fill_topic(f"{prefix}.parsed", [(series_key(line), line) for line in lines])
 
-    settings = SinkSettings(
-        kafka=KafkaSettings(topic_prefix=prefix),
-        influxdb=InfluxSettings(database=prefix),
-    )
-    settings.sink.group_id = f"bench-sink-{tag}"
-    for key, value in json.loads(os.environ.get("BENCH_SINK_OPTIONS", "{}")).items():
-        setattr(settings.sink, key, value)  # for trying other sink settings
-    import structlog
-
-    log = structlog.get_logger().bind(service="sink")
     stop = StopSignal()
-    runner, sink = sink_module.build(settings, stop, log)
+    runner, sink = sink_module.build(_sink_settings(prefix, tag), stop, structlog.get_logger().bind(service="sink"))
     timed = TimedConsumer(runner.consumer)
     runner.consumer = timed
-    busy = {"write_s": 0.0}
-    perform = sink.pool._perform
-
-    def timed_perform(request, writer):
-        t0 = time.perf_counter()
-        try:
-            perform(request, writer)
-        finally:
-            busy["write_s"] += time.perf_counter() - t0  # float += under the GIL: fine here
-
-    sink.pool._perform = timed_perform
+    busy = _time_writes(sink.pool)
     written = sink_module.LINES_WRITTEN
     base = written._value.get()
-    marks: dict = {}
     cpu = CpuMeter({**named_processes(), "sink (this process)": psutil.Process()})
-
-    def watch():
-        while not stop.is_set():
-            n = written._value.get() - base
-            if n and "first" not in marks:
-                marks["first"] = (time.perf_counter(), n)
-                cpu.start()
-                marks["consume0"] = timed.consume_s
-                marks["write0"] = busy["write_s"]
-            if n >= len(lines):
-                marks["last"] = (time.perf_counter(), n)
-                cpu.stop()
-                stop.set()
-            time.sleep(0.002)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    marks = _watch_sink(stop, lambda: written._value.get() - base, len(lines), cpu, timed, busy)
     deadline = threading.Timer(300, stop.set)
     deadline.start()
     runner.run(sink, "bench sink")
@@ -320,20 +285,82 @@ def bench_sink(lines: list[bytes]) -> dict:
     influx.drop()
     if "last" not in marks:
         raise RuntimeError(f"sink wrote {written._value.get() - base} of {len(lines)} lines in 300 s")
-    (t_first, n_first), (t_last, n_last) = marks["first"], marks["last"]
-    wall = t_last - t_first
-    rate = (n_last - n_first) / wall
-    writers_busy = (busy["write_s"] - marks["write0"]) / (wall * sink.pool.size)
-    consume_share = (timed.consume_s - marks["consume0"]) / wall
-    say(f"  (b) sink: {rate:,.0f} points/s ({n_last - n_first:,} points in {wall:.2f}s after the first batch); "
-        f"InfluxDB holds {influx_points:,} of {len(lines):,}")
-    say(f"      writers busy {writers_busy:.0%} of the time ({sink.pool.size} writers), "
-        f"main thread waiting in consume() {consume_share:.0%}")
+    figures = _sink_figures(marks, busy["write_s"], timed.consume_s, sink.pool.size)
+    say(f"  (b) sink: {figures['points_per_s']:,.0f} points/s ({figures['points']:,} points in {figures['wall']:.2f}s "
+        f"after the first batch); InfluxDB holds {influx_points:,} of {len(lines):,}")
+    say(f"      writers busy {figures['writers_busy']:.0%} of the time ({sink.pool.size} writers), "
+        f"main thread waiting in consume() {figures['consume_share']:.0%}")
     say(f"      {cpu.line()}")
     assert influx_points == len(lines), "the sink lost or doubled points"
     fetch = bench_fetch_ceiling(f"{prefix}.parsed", len(lines))
-    return {"points_per_s": rate, "writers_busy": writers_busy, "consume_share": consume_share, "cpu": cpu,
-            "fetch_per_s": fetch}
+    return {"points_per_s": figures["points_per_s"], "writers_busy": figures["writers_busy"],
+            "consume_share": figures["consume_share"], "cpu": cpu, "fetch_per_s": fetch}
+
+
+def _sink_settings(prefix: str, tag: str) -> SinkSettings:
+    """The sink's defaults on the phase's topics and database; BENCH_SINK_OPTIONS (a
+    JSON object) overrides [sink] settings, for trying others."""
+    settings = SinkSettings(
+        kafka=KafkaSettings(topic_prefix=prefix),
+        influxdb=InfluxSettings(database=prefix),
+    )
+    settings.sink.group_id = f"bench-sink-{tag}"
+    for key, value in json.loads(os.environ.get("BENCH_SINK_OPTIONS", "{}")).items():
+        setattr(settings.sink, key, value)
+    return settings
+
+
+def _time_writes(pool) -> dict[str, float]:
+    """Wrap the writer pool's request so the seconds its writers spend writing add up
+    in the returned dict's ``write_s``."""
+    busy = {"write_s": 0.0}
+    perform = pool._perform
+
+    def timed_perform(request, writer):
+        t0 = time.perf_counter()
+        try:
+            perform(request, writer)
+        finally:
+            busy["write_s"] += time.perf_counter() - t0  # float += under the GIL: fine here
+
+    pool._perform = timed_perform
+    return busy
+
+
+def _watch_sink(stop: StopSignal, written, total: int, cpu: CpuMeter, timed: TimedConsumer, busy: dict) -> dict:
+    """A daemon thread marking the first write (starting the CPU meter, noting the
+    consume and write seconds so far) and the last (stopping the meter and the sink)."""
+    marks: dict = {}
+
+    def watch():
+        while not stop.is_set():
+            n = written()
+            if n and "first" not in marks:
+                marks["first"] = (time.perf_counter(), n)
+                cpu.start()
+                marks["consume0"] = timed.consume_s
+                marks["write0"] = busy["write_s"]
+            if n >= total:
+                marks["last"] = (time.perf_counter(), n)
+                cpu.stop()
+                stop.set()
+            time.sleep(0.002)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return marks
+
+
+def _sink_figures(marks: dict, write_s: float, consume_s: float, writers: int) -> dict:
+    """Rate, writers' busy share and consume() share between the first and the last write."""
+    (t_first, n_first), (t_last, n_last) = marks["first"], marks["last"]
+    wall = t_last - t_first
+    return {
+        "wall": wall,
+        "points": n_last - n_first,
+        "points_per_s": (n_last - n_first) / wall,
+        "writers_busy": (write_s - marks["write0"]) / (wall * writers),
+        "consume_share": (consume_s - marks["consume0"]) / wall,
+    }
 
 
 def bench_fetch_ceiling(topic: str, expected: int) -> float:
@@ -576,7 +603,6 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     """Publish at ``rate`` msgs/s; a message is queryable when its 17 points answer."""
     from edge.amqp import client as amqp_client
     from edge.settings import SimulatorSettings
-    import pika
 
     path = Path3("d")
     path.start()
@@ -585,46 +611,17 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     published: dict[int, float] = {}  # timestamp ns -> publish time
     seen: dict[int, float] = {}
     done = threading.Event()
-
-    def poll():
-        lo = int(start.timestamp() * 1e9)
-        while not done.is_set():
-            counts: dict[int, int] = {}
-            try:
-                for series in path.influx.rows(f"SELECT * FROM /.*/ WHERE time >= {lo}"):
-                    cols = series["columns"]
-                    for row in series["values"]:
-                        counts[row[0]] = counts.get(row[0], 0) + 1
-            except Exception:
-                pass
-            now = time.monotonic()
-            for ts, n in counts.items():
-                if n >= POINTS_PER_MESSAGE and ts not in seen:
-                    seen[ts] = now
-            pending = [ts for ts in published if ts not in seen]
-            lo = min(pending) if pending else (max(published) + 1 if published else lo)
-            time.sleep(0.05)
-
     amqp = SimulatorSettings.load().amqp.model_copy(update={"queue": path.env["EDGE_AMQP__QUEUE"]})
     connection = amqp_client.connect(amqp, "bench-latency")
     channel = connection.channel()
     amqp_client.declare_queue(channel, amqp)
     channel.confirm_delivery()
     ready_s = path.wait_ready()
-    poller = threading.Thread(target=poll, daemon=True)
+    poller = threading.Thread(target=_poll_queryable, args=(path.influx, start, published, seen, done), daemon=True)
     poller.start()
     cpu = path.cpu().start()
-    count = int(seconds * rate)
-    t0 = time.monotonic()
     try:
-        for i, (site, ts) in enumerate(schedule(count, 1, start)):
-            delay = t0 + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            sent = time.monotonic()
-            channel.basic_publish("", amqp.queue, template.render(site, ts, 0.05),
-                                  pika.BasicProperties(delivery_mode=2), mandatory=True)
-            published[int(ts.timestamp() * 1e9)] = sent
+        _publish_steadily(channel, amqp.queue, template, int(seconds * rate), rate, start, published)
         connection.close()
         deadline = time.monotonic() + 30
         while len(seen) < len(published) and time.monotonic() < deadline:
@@ -645,6 +642,46 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
         f"start to first point queryable: {first_s:.1f} s")
     say(f"      {cpu.line()}")
     return {"p50": p50, "p99": p99, "missing": missing, "ready_s": ready_s, "first_s": first_s}
+
+
+def _publish_steadily(
+    channel, queue: str, template: MessageTemplate, count: int, rate: float, start: datetime, published: dict[int, float]
+) -> None:
+    """``count`` messages of one site at ``rate`` msgs/s, noting each one's publish
+    time in ``published`` under its timestamp (ns)."""
+    import pika
+
+    t0 = time.monotonic()
+    for i, (site, ts) in enumerate(schedule(count, 1, start)):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.monotonic()
+        channel.basic_publish("", queue, template.render(site, ts, 0.05),
+                              pika.BasicProperties(delivery_mode=2), mandatory=True)
+        published[int(ts.timestamp() * 1e9)] = sent
+
+
+def _poll_queryable(influx: Influx, start: datetime, published: dict[int, float], seen: dict[int, float],
+                    done: threading.Event) -> None:
+    """Every 50 ms until ``done``: note in ``seen`` when each published timestamp first
+    has all of its points in InfluxDB (querying from the oldest one still pending)."""
+    lo = int(start.timestamp() * 1e9)
+    while not done.is_set():
+        counts: dict[int, int] = {}
+        try:
+            for series in influx.rows(f"SELECT * FROM /.*/ WHERE time >= {lo}"):
+                for row in series["values"]:
+                    counts[row[0]] = counts.get(row[0], 0) + 1
+        except Exception:
+            pass
+        now = time.monotonic()
+        for ts, n in counts.items():
+            if n >= POINTS_PER_MESSAGE and ts not in seen:
+                seen[ts] = now
+        pending = [ts for ts in published if ts not in seen]
+        lo = min(pending) if pending else (max(published) + 1 if published else lo)
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- main
