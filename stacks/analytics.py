@@ -33,8 +33,14 @@ class AnalyticsStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.add_stack_dependency(storage)
         self.workgroup_name = config.workgroup_name
+        self.workgroup = self._workgroup(config, storage)
+        self.query_policy = self._query_policy(config, storage)
 
-        self.workgroup = athena.CfnWorkGroup(
+        CfnOutput(self, "WorkGroupName", value=self.workgroup.ref, description="Athena workgroup ([athena] workgroup on the edge)")
+        CfnOutput(self, "QueryPolicyArn", value=self.query_policy.managed_policy_arn)
+
+    def _workgroup(self, config: AppConfig, storage: StorageStack) -> athena.CfnWorkGroup:
+        return athena.CfnWorkGroup(
             self,
             "WorkGroup",
             name=config.workgroup_name,
@@ -57,76 +63,80 @@ class AnalyticsStack(Stack):
             ),
         )
 
+    def _query_policy(self, config: AppConfig, storage: StorageStack) -> iam.ManagedPolicy:
         results_objects = storage.objects_arn(config.athena_results_prefix)
         archive_objects = storage.archive_objects_arn()
-        db = config.database_name
-        tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{db}/*")
-        workgroup_arn = self.format_arn(service="athena", resource="workgroup", resource_name=config.workgroup_name)
-        self.query_policy = iam.ManagedPolicy(
+        tables_arn = self.format_arn(service="glue", resource="table", resource_name=f"{config.database_name}/*")
+        policy = iam.ManagedPolicy(
             self,
             "QueryPolicy",
             description="Run Athena queries over the microgrid archive in its workgroup (edge query)",
-            statements=[
-                iam.PolicyStatement(
-                    sid="RunQueriesInTheWorkgroup",
-                    actions=[
-                        "athena:StartQueryExecution",
-                        "athena:GetQueryExecution",
-                        "athena:GetQueryResults",
-                        "athena:StopQueryExecution",
-                        "athena:GetWorkGroup",
-                    ],
-                    resources=[workgroup_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadTheCatalog",
-                    actions=[
-                        "glue:GetDatabase",
-                        "glue:GetTable",
-                        "glue:GetTables",
-                        "glue:GetPartition",
-                        "glue:GetPartitions",
-                        "glue:BatchGetPartition",
-                    ],
-                    resources=[
-                        self.format_arn(service="glue", resource="catalog"),
-                        self.format_arn(service="glue", resource="database", resource_name=db),
-                        tables_arn,
-                    ],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadArchiveObjects",
-                    actions=["s3:GetObject"],
-                    resources=[archive_objects],
-                ),
-                iam.PolicyStatement(
-                    sid="WriteAndReadQueryResults",
-                    actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                    resources=[results_objects],
-                ),
-                iam.PolicyStatement(
-                    sid="ListArchiveAndResults",
-                    actions=["s3:ListBucket"],
-                    resources=[storage.bucket_arn],
-                    conditions={
-                        "StringLike": {"s3:prefix": [f"{config.archive_prefix}*", f"{config.athena_results_prefix}*"]}
-                    },
-                ),
-                iam.PolicyStatement(
-                    sid="BucketLocation",
-                    actions=["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
-                    resources=[storage.bucket_arn],
-                ),
-            ],
+            statements=self._query_statements(config, storage, results_objects, archive_objects, tables_arn),
         )
         acknowledge(
-            self.query_policy,
+            policy,
             "AwsSolutions-IAM5",
             "Queries read any object under the archive prefix and any table of this one database "
             "(new files and measurements appear over time), and Athena writes each result under a "
             "fresh name below the results prefix.",
             [resource_finding(self, arn) for arn in (archive_objects, results_objects, tables_arn)],
         )
+        return policy
 
-        CfnOutput(self, "WorkGroupName", value=self.workgroup.ref, description="Athena workgroup ([athena] workgroup on the edge)")
-        CfnOutput(self, "QueryPolicyArn", value=self.query_policy.managed_policy_arn)
+    def _query_statements(
+        self, config: AppConfig, storage: StorageStack, results_objects: str, archive_objects: str, tables_arn: str
+    ) -> list[iam.PolicyStatement]:
+        db = config.database_name
+        workgroup_arn = self.format_arn(service="athena", resource="workgroup", resource_name=config.workgroup_name)
+        return [
+            iam.PolicyStatement(
+                sid="RunQueriesInTheWorkgroup",
+                actions=[
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:GetQueryResults",
+                    "athena:StopQueryExecution",
+                    "athena:GetWorkGroup",
+                ],
+                resources=[workgroup_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadTheCatalog",
+                actions=[
+                    "glue:GetDatabase",
+                    "glue:GetTable",
+                    "glue:GetTables",
+                    "glue:GetPartition",
+                    "glue:GetPartitions",
+                    "glue:BatchGetPartition",
+                ],
+                resources=[
+                    self.format_arn(service="glue", resource="catalog"),
+                    self.format_arn(service="glue", resource="database", resource_name=db),
+                    tables_arn,
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="ReadArchiveObjects",
+                actions=["s3:GetObject"],
+                resources=[archive_objects],
+            ),
+            iam.PolicyStatement(
+                sid="WriteAndReadQueryResults",
+                actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                resources=[results_objects],
+            ),
+            iam.PolicyStatement(
+                sid="ListArchiveAndResults",
+                actions=["s3:ListBucket"],
+                resources=[storage.bucket_arn],
+                conditions={
+                    "StringLike": {"s3:prefix": [f"{config.archive_prefix}*", f"{config.athena_results_prefix}*"]}
+                },
+            ),
+            iam.PolicyStatement(
+                sid="BucketLocation",
+                actions=["s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+                resources=[storage.bucket_arn],
+            ),
+        ]

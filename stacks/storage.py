@@ -17,13 +17,19 @@ class StorageStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        self.access_logs_bucket = self._access_logs_bucket(config)
+        self.bucket = self._archive_bucket(config)
 
+        CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Archive bucket ([s3] bucket on the edge)")
+        CfnOutput(self, "AccessLogsBucketName", value=self.access_logs_bucket.bucket_name)
+
+    def _access_logs_bucket(self, config: AppConfig) -> s3.Bucket:
         # Server access logs must go to a bucket with SSE-S3 (S3 log delivery cannot
         # use KMS keys); logs expire after a configurable age. Versioned, so a log
         # deleted or overwritten by mistake (or on purpose) is kept as a noncurrent
         # version for noncurrentVersionExpirationDays. The log bucket is not logged
         # itself (cdk-nag's S1 recognises a log destination; checkov is told why).
-        self.access_logs_bucket = s3.Bucket(
+        bucket = s3.Bucket(
             self,
             "AccessLogsBucket",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -49,18 +55,20 @@ class StorageStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
         )
         skip_check(
-            self.access_logs_bucket,
+            bucket,
             "CKV_AWS_18",
             "This bucket is where the archive bucket's server access logs go. Logging it into "
             "itself would log its own log deliveries without end (AWS advises against it), and a "
             "further log bucket would only move the question; only S3's log delivery writes here.",
         )
+        return bucket
 
+    def _archive_bucket(self, config: AppConfig) -> s3.Bucket:
         # The archive bucket. SSE-S3: every reader (Athena, Glue crawler, the upload
         # Lambda, the edge) needs no key grants, and S3 encrypts every object.
         # Versioning keeps what a re-archived day replaced, for a configurable time.
         transition_class = getattr(s3.StorageClass, config.archive_transition_storage_class)
-        self.bucket = s3.Bucket(
+        return s3.Bucket(
             self,
             "ArchiveBucket",
             bucket_name=config.archive_bucket_name,
@@ -105,9 +113,6 @@ class StorageStack(Stack):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-
-        CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="Archive bucket ([s3] bucket on the edge)")
-        CfnOutput(self, "AccessLogsBucketName", value=self.access_logs_bucket.bucket_name)
 
     # Other stacks refer to the bucket through these: its name is known without a
     # cross-stack reference (see AppConfig.archive_bucket_name).

@@ -364,43 +364,21 @@ def archive(
     log = log or structlog.get_logger().bind(service="archive")
     out = out or sys.stdout
     began = time.monotonic()
-    start_ns, end_ns = plan.archive_range(
-        now or datetime.now(UTC),
-        settings.archive.older_than_days if older_than_days is None else older_than_days,
-        start,
-        end,
-        settle_minutes=settings.archive.settle_minutes,
-        include_today=include_today,
-    )
+    start_ns, end_ns = _time_range(settings, now, older_than_days, start, end, include_today)
     target, local = _stores(settings, store)
     delete = _wants_delete(settings, target is not local, delete, keep)
     if all_policies is None:
         all_policies = settings.archive.all_retention_policies
     source = InfluxArchiveSource(settings.influxdb)
     summary = ArchiveSummary()
-    stopped: Exception | None = None
     try:
         scope = resolve_scope(source, settings, measurements, all_policies)
         archiver = Archiver(settings, source, target, local, delete, log, scope)
-        windows = archiver.plan(start_ns, end_ns)
-        summary.windows = len(windows)
-        log.info(
-            "archive_planned",
-            windows=len(windows),
-            end=plan.day_of_ns(end_ns).isoformat(),
-            retention_policies=scope.policies,
-            store=target.name,
-            delete=delete,
-            dry_run=dry_run,
-        )
+        windows = _planned_windows(archiver, start_ns, end_ns, summary, dry_run)
         if dry_run:
             _print_plan(archiver, windows, target, out)
             return summary
-        to_delete, failed_keys, stopped = _archive_windows(archiver, windows, summary, log, runtime, progress, out)
-        if isinstance(stopped, StoreFailed) and to_delete:
-            log.warning("archive_store_failed_nothing_deleted", pending=len(to_delete))
-        if stopped is None:
-            stopped = _delete_windows(archiver, to_delete, failed_keys, summary, log)
+        stopped = _archive_then_delete(archiver, windows, summary, log, runtime, progress, out)
     finally:
         source.close()
         summary.seconds = time.monotonic() - began
@@ -408,6 +386,56 @@ def archive(
     if isinstance(stopped, InfluxUnreachable):
         raise UnreachableError(f"{stopped}; the run stopped there ({summary.line()})")
     return summary
+
+
+def _time_range(
+    settings: ArchiveSettings,
+    now: datetime | None,
+    older_than_days: float | None,
+    start: datetime | None,
+    end: datetime | None,
+    include_today: bool,
+) -> tuple[int, int]:
+    """[start, end) in ns: the given bounds, or else everything older than the configured age."""
+    return plan.archive_range(
+        now or datetime.now(UTC),
+        settings.archive.older_than_days if older_than_days is None else older_than_days,
+        start,
+        end,
+        settle_minutes=settings.archive.settle_minutes,
+        include_today=include_today,
+    )
+
+
+def _planned_windows(
+    archiver: Archiver, start_ns: int, end_ns: int, summary: ArchiveSummary, dry_run: bool
+) -> list[plan.Window]:
+    """The run's windows, counted in the summary and logged with what the run will do."""
+    windows = archiver.plan(start_ns, end_ns)
+    summary.windows = len(windows)
+    archiver.log.info(
+        "archive_planned",
+        windows=len(windows),
+        end=plan.day_of_ns(end_ns).isoformat(),
+        retention_policies=archiver.scope.policies,
+        store=archiver.store.name,
+        delete=archiver.delete,
+        dry_run=dry_run,
+    )
+    return windows
+
+
+def _archive_then_delete(
+    archiver: Archiver, windows: list[plan.Window], summary: ArchiveSummary, log, runtime, progress, out
+) -> Exception | None:
+    """Phase 1 for every window, then phase 2 only if nothing stopped the run;
+    returns what stopped it, or None."""
+    to_delete, failed_keys, stopped = _archive_windows(archiver, windows, summary, log, runtime, progress, out)
+    if isinstance(stopped, StoreFailed) and to_delete:
+        log.warning("archive_store_failed_nothing_deleted", pending=len(to_delete))
+    if stopped is None:
+        stopped = _delete_windows(archiver, to_delete, failed_keys, summary, log)
+    return stopped
 
 
 def _wants_delete(settings: ArchiveSettings, to_s3: bool, delete: bool | None, keep: bool) -> bool:

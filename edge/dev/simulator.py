@@ -91,23 +91,8 @@ def publish(
                 if delay > 0:
                     time.sleep(delay)
             body = template.render(site, ts, jitter)
-            properties = pika.BasicProperties(
-                content_type=CONTENT_TYPE,
-                delivery_mode=pika.DeliveryMode.Persistent,
-                message_id=f"{site}/{ts:%Y-%m-%d %H:%M:%S}",
-                timestamp=int(time.time()),
-                app_id=APP_ID,
-            )
-            for attempt in range(1, MAX_PUBLISH_ATTEMPTS + 1):
-                published += 1
-                try:
-                    channel.basic_publish("", amqp.queue, body, properties, mandatory=True)
-                except pika.exceptions.NackError:
-                    if attempt == MAX_PUBLISH_ATTEMPTS:
-                        raise
-                    continue
-                confirmed += 1
-                break
+            published += _publish_until_confirmed(channel, amqp.queue, body, _message_properties(site, ts))
+            confirmed += 1
             first = first or ts
             last = ts
     finally:
@@ -115,6 +100,31 @@ def publish(
         if connection.is_open:
             connection.close()
     return SimulationSummary(published, confirmed, sites, elapsed, first, last)
+
+
+def _message_properties(site: str, ts: datetime) -> pika.BasicProperties:
+    """Persistent JSON, ``message_id`` ``<site_id>/<timestamp>``, stamped with the publish time."""
+    return pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=pika.DeliveryMode.Persistent,
+        message_id=f"{site}/{ts:%Y-%m-%d %H:%M:%S}",
+        timestamp=int(time.time()),
+        app_id=APP_ID,
+    )
+
+
+def _publish_until_confirmed(channel, queue: str, body: bytes, properties: pika.BasicProperties) -> int:
+    """Publish (mandatory, confirmed) again after each broker nack, at most
+    MAX_PUBLISH_ATTEMPTS times; returns the attempts made. The last nack raises."""
+    attempt = 1
+    while True:
+        try:
+            channel.basic_publish("", queue, body, properties, mandatory=True)
+            return attempt
+        except pika.exceptions.NackError:
+            if attempt == MAX_PUBLISH_ATTEMPTS:
+                raise
+            attempt += 1
 
 
 def _start(text: str) -> datetime:
