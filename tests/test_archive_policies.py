@@ -226,7 +226,7 @@ def _closed_port() -> int:
 def test_influxdb_unreachable_is_unreachable_error(tmp_path, dry_run):
     settings = _settings("microgrid", tmp_path)
     settings.influxdb.url = f"http://127.0.0.1:{_closed_port()}"
-    with pytest.raises(UnreachableError, match=f"influxdb: unreachable at {settings.influxdb.url}") as caught:
+    with pytest.raises(UnreachableError, match=f"influxdb: cannot reach {settings.influxdb.url}") as caught:
         archive(settings, START, END, dry_run=dry_run, progress=False)
     assert caught.value.exit_code == 4
 

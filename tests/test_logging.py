@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from edge.logs import LibrdkafkaLog, librdkafka_line, same_state, use_console
+from tests.support import influx
 
 ROOT = Path(__file__).resolve().parent.parent
 REFUSED = ("[thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: "
@@ -101,13 +102,15 @@ def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def test_interactive_logs_are_readable_and_the_journal_gets_json(edge_env):
+def test_interactive_logs_are_readable_and_the_journal_gets_json(edge_env, local_services, names):
+    # An existing (empty) database: a missing one is an operator error (exit 5).
+    influx.execute(local_services["influxdb"].url, f'CREATE DATABASE "{names["database"]}"')
     env = {**edge_env, "EDGE_LOG__FORMAT": "auto"}
     on_terminal = _run_on_a_terminal(["archive", "--dry-run"], env)
-    planned = [line for line in on_terminal.splitlines() if "archive planned" in line]
+    planned = [line for line in on_terminal.splitlines() if "archive_planned" in line]
     assert planned and not planned[0].lstrip().startswith("{"), on_terminal
     assert "windows=0" in planned[0]  # structlog's console rendering: key=value
 
     under_systemd = _run_on_a_terminal(["archive", "--dry-run"], {**env, "JOURNAL_STREAM": "8:12345"})
-    planned = [line for line in under_systemd.splitlines() if "archive planned" in line]
+    planned = [line for line in under_systemd.splitlines() if "archive_planned" in line]
     assert planned and json.loads(planned[0])["windows"] == 0, under_systemd

@@ -113,7 +113,8 @@ MISTAKES = [
             "edge simulate: argument --sample: {tmp}/nope.json: no such file (see edge simulate --help)"),
     Mistake("unknown command", ["simulat"], 2,
             "edge: argument COMMAND: invalid choice: 'simulat' (choose from 'simulate', 'topics', 'bridge', "
-            "'parse', 'sink', 'archive', 'query', 'config', 'install', 'status') (see edge --help)"),
+            "'parse', 'sink', 'archive', 'query', 'config', 'install', 'replay', 'dlq', 'restore', 'status') "
+            "(see edge --help)"),
     Mistake("unknown AMQP host", ["simulate", "--count", "1"], 4,
             "edge simulate: amqp: cannot connect to nosuch.invalid:5672: host name not resolved",
             env={"EDGE_AMQP__HOST": "nosuch.invalid"}),
@@ -124,7 +125,7 @@ MISTAKES = [
             "edge simulate: amqp: authentication failed for user guest at 127.0.0.1:5672",
             env={"EDGE_AMQP__PASSWORD": "not-the-password"}),
     Mistake("InfluxDB port closed during archive --dry-run", ["archive", "--dry-run"], 4,
-            "edge archive: cannot reach http://127.0.0.1:{port}: connection refused",
+            "edge archive: influxdb: cannot reach http://127.0.0.1:{port}: connection refused",
             env={"EDGE_INFLUXDB__URL": "http://127.0.0.1:{port}"}),
     Mistake("query --local --out into a missing directory", ["query", "--local", "--out", "{tmp}/no/dir/r.csv",
                                                             "SELECT 1"], 2,
@@ -238,4 +239,4 @@ def test_archive_to_a_missing_bucket_or_without_credentials_says_so(one_point, e
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     assert result.returncode == 1
     last = result.stderr.splitlines()[-1]
-    assert last.startswith("archive: failed field6 site_id=000001 2023-07-22: ") and said in last, last
+    assert last.startswith("archive: failed field6 site_id=000001 2023-07-22 rp=autogen: ") and said in last, last

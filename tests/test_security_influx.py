@@ -252,8 +252,8 @@ def test_archive_with_a_wrong_password_exits_with_one_clear_line(secure_influx, 
     }
     done = subprocess.run([sys.executable, "-m", "edge.cli", "archive", "--older-than", "1", "--delete"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
-    assert f"archive: influxdb: 401 authorization failed (user archiver at {influx.url})" in done.stderr
+    assert done.returncode == 4  # a hop that refuses us (README, "Exit codes")
+    assert f"edge archive: influxdb: 401 authorization failed (user archiver at {influx.url})" in done.stderr
     assert "Traceback" not in done.stderr
     assert "wrong-Secret-77aa" not in done.stdout + done.stderr
 

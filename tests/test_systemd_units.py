@@ -28,6 +28,7 @@ import pytest
 
 from edge.settings import AmqpSettings, KafkaSettings
 from edge.kafka.topics import ensure_topics
+from tests.support import influx
 from tests.support.bridge_io import delete_queue
 from tests.support.processes import EdgeProcess
 from tests.test_service_runtime import NotifySocket, _has
@@ -264,7 +265,9 @@ def test_services_reach_ready_with_memory_deny_write_execute(local_services, nam
             server.receive_until(_has("WATCHDOG", 2), 10, proc)
         for proc in procs:
             assert proc.terminate(timeout=15) == 0, proc.log()
-        # The archiver's libraries (pyarrow, zstd, boto3) too: a dry run plans and exits.
+        # The archiver's libraries (pyarrow, zstd, boto3) too: a dry run plans and exits
+        # (on an existing database: a missing one is an operator error, exit 5).
+        influx.execute(local_services["influxdb"].url, f'CREATE DATABASE "{names["database"]}"')
         archive = _MdweProcess(["archive", "--dry-run", "--older-than", "1"], edge_env, tmp_path / "archive.log").start()
         assert archive.proc.wait(60) == 0, archive.log()
     finally:

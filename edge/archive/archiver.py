@@ -540,7 +540,8 @@ def _delete_windows(archiver: Archiver, to_delete, failed_keys: set, summary: Ar
 
 def _failed(summary: ArchiveSummary, log, window: plan.Window, exc: Exception) -> None:
     summary.failed += 1
-    summary.failures.append(f"{window.label()}: {exc}")
+    text = str(exc)  # most failures name their window already
+    summary.failures.append(text if text.startswith(window.label()) else f"{window.label()}: {text}")
     log.error("window_failed", window=window.label(), error=str(exc), error_type=type(exc).__name__)
 
 

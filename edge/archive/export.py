@@ -20,6 +20,7 @@ from edge.archive import plan
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.client import InfluxClient
 from edge.influx.errors import error_message
+from edge.ops.failures import socket_reason
 from edge.settings import InfluxSettings
 
 # Least privilege for the archiver (InfluxDB 1.x): READ on the database to plan,
@@ -51,8 +52,9 @@ def _refused(settings: InfluxSettings, status: int | None, message: str) -> Exce
 def _unreachable(settings: InfluxSettings, exc: requests.RequestException) -> InfluxUnreachable:
     if isinstance(exc, requests.exceptions.SSLError):
         return InfluxUnreachable(f"influxdb: TLS failure at {settings.url}: {exc}")
-    kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "unreachable"
-    return InfluxUnreachable(f"influxdb: {kind} at {settings.url} ({type(exc).__name__})")
+    reason = socket_reason(exc) or ("timed out" if isinstance(exc, requests.exceptions.Timeout)
+                                    else type(exc).__name__)
+    return InfluxUnreachable(f"influxdb: cannot reach {settings.url}: {reason}")
 
 
 def _transient(exc: BaseException) -> bool:
