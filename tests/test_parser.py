@@ -332,7 +332,7 @@ def test_no_nan_in_any_line_for_any_float_value(sample_bytes):
 
 
 def test_raw_control_characters_inside_strings_keep_their_meaning(sample_bytes):
-    from edge.parser import _decode
+    from edge.parsing.decode import decode as _decode
 
     # One (the sample), several, more than the spot fixes handle, and one after
     # non-ASCII text (where orjson's character position is not the byte offset).
