@@ -31,7 +31,8 @@ from edge.core.dlq import dlq_headers
 from edge.kafka.config import consumer_config, producer_config
 from edge.core.lifecycle import StopSignal
 from edge.kafka.offsets import OffsetTracker
-from edge.parser import ParseError, TimeZones, parse
+from edge.parser import ParseError, TimeZones, parse, received_at_ns
+from edge.parsing.metrics import count_error, count_result
 from edge.core.supervision import ServiceRuntime, start_service, wait_for_kafka
 from edge.settings import ParserSettings
 
@@ -115,11 +116,14 @@ class ParserService:
         MESSAGES_IN.inc()
         raw = msg.value()
         try:
-            result = parse(raw if raw is not None else b"", self.zones)
+            result = parse(raw if raw is not None else b"", self.zones,
+                           received_at_ns=received_at_ns(msg.headers(), msg.timestamp()))
         except ParseError as exc:
+            count_error(exc)
             self.tracker.begin(partition, offset, 1)
-            self._dead_letter(msg, "parse_error", str(exc))
+            self._dead_letter(msg, exc.reason, str(exc))
             return
+        count_result(result)
         points = result.points
         outputs = len(points) + (1 if result.problems else 0)
         self.tracker.begin(partition, offset, outputs)
