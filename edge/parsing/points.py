@@ -255,7 +255,7 @@ class LayerWalk:
         count = count_readings(value)
         if count:
             self.result.unusable_readings += count
-            self.problem(at, f"{count} reading(s) not stored: {why}")
+            self.problem(at, f"{count} number(s)/boolean(s) not stored: {why}")
 
     def problem(self, at: tuple, text: str) -> None:
         self.result.problems.append(f"{render_path(at)}: {text}")
