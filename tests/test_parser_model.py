@@ -195,3 +195,9 @@ def test_a_field_device_layer_entry_that_cannot_be_a_measurement_is_reported(fie
     assert len(result.lines) == 1
     assert result.unusable_readings == 3  # its id counts: nothing of it is stored
     assert "3 number(s)/boolean(s) not stored: the entry's name cannot be a measurement name" in result.problems[0]
+
+
+def test_ids_that_look_like_digits_but_are_not_numbers_are_kept_verbatim():
+    # "²".isdigit() is true but int("²") fails: this once crashed the parser.
+    got = points(message([{"id": "²", "a": 1}, {"id": "٣", "a": 2}]))
+    assert got == {("field1", tags("²")): {"a": 1.0}, ("field1", tags("3")): {"a": 2.0}}

@@ -313,7 +313,7 @@ def identifier(value: object) -> str | None:
         return str(value)
     if cls is str:
         stripped = value.strip()
-        if stripped.isdigit():
+        if stripped.isdecimal():  # not isdigit: "²" is a digit int() refuses
             return str(int(stripped))
         return value if stripped else None
     if cls is float and value.is_integer():
