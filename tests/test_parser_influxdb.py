@@ -77,7 +77,7 @@ def test_influxdb_stores_every_reading_with_its_type(influx_db, sample_bytes):
 
 MEASUREMENT_NAMES = [
     ("#field", "\\#field"),  # else the line is a comment: 204, nothing stored
-    ("\x00field", "\\\x00field"),  # else NUL is skipped as leading whitespace
+    ("\x00field", "\\0field"),  # NUL: skipped at the start, and InfluxQL cannot name it
     ("field\\", "field"),  # a trailing backslash would escape the separator
     ("a\\,b", "a,b"),  # InfluxDB unescapes measurements twice: the backslash is lost
     ("a\\ b", "a b"),
@@ -93,7 +93,8 @@ MEASUREMENT_NAMES = [
 ]
 FIELD_NAMES = [
     ("time", "\\time"),  # refused alone, silently dropped next to other fields
-    ("\x00x", "\\\x00x"),
+    ("\x00x", "\\0x"),
+    ("a\x00b", "a\\0b"),
     ("#x", "#x"),
     ("x\\", "x"),
     ("a\\,b", "a,b"),  # the scanner pairs backslashes in field keys: refused
@@ -105,6 +106,7 @@ FIELD_NAMES = [
     ("a,b c=d", "a,b c=d"),
     (" lead and trail ", " lead and trail "),
     ("nl\nx", "nl\\nx"),
+    ("x\\\n", "x\\\\n"),  # a backslash before a newline is not at the end
     ("a\\b", "a\\b"),
     ("_field", "_field"),
 ]
@@ -114,7 +116,7 @@ TAG_VALUES = [
     ("a\\ b", "a\\ b"),
     ("a\\=b", "a\\=b"),
     ("#dev", "#dev"),
-    ("\x00dev", "\x00dev"),
+    ("\x00dev", "\\0dev"),
     ("a=b,c d", "a=b,c d"),
     ("time", "time"),
 ]
@@ -151,7 +153,11 @@ def _special_names_document() -> tuple[bytes, set]:
 def stored_points(base: str, db: str) -> dict:
     """(measurement, frozenset(tags)) -> ({field: value}, time) of every point InfluxDB holds."""
     stored = {}
-    for series in _query(base, db, "SELECT * FROM /.*/ GROUP BY *"):
+    # One measurement at a time: a SELECT over several measurements gives a field
+    # one type across them, and returns null for the values of the other type.
+    measurements = [row[0] for series in _query(base, db, "SHOW MEASUREMENTS") for row in series["values"]]
+    selects = [f"SELECT * FROM {_identifier(m)} GROUP BY *" for m in measurements]
+    for series in (s for q in selects for s in _query(base, db, q)):
         tags = frozenset((k, v) for k, v in series.get("tags", {}).items() if v)
         for row in series["values"]:
             record = dict(zip(series["columns"], row))
@@ -160,6 +166,11 @@ def stored_points(base: str, db: str) -> dict:
             assert key not in stored, f"two points in one series: {key}"
             stored[key] = ({k: v for k, v in record.items() if v is not None}, time_ns)
     return stored
+
+
+def _identifier(name: str) -> str:
+    """An InfluxQL double-quoted identifier."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write(base: str, db: str, lines: list[bytes]) -> None:

@@ -15,13 +15,15 @@ this order to a measurement, tag key, tag value or field key:
    Tag keys and values keep such backslashes: InfluxDB reads them back verbatim.
 3. A name InfluxDB would skip or refuse gets a backslash in front, which InfluxDB
    keeps: a measurement starting with ``#`` (the line would be a comment, written
-   with 204 and stored nowhere) or NUL (skipped as whitespace, like a field key
-   starting with NUL), and the field key ``time`` (refused, or silently dropped
-   when the line has other fields). So ``#x`` is stored as ``\\#x`` and ``time`` as
-   ``\\time``.
-4. Escaping: comma and space everywhere, ``=`` in tag keys, tag values and field
-   keys, ``"`` in field keys; TAB, LF, CR and FF are written as ``\\t``, ``\\n``,
-   ``\\r``, ``\\f`` (Telegraf's convention: stored as a backslash and a letter).
+   with 204 and stored nowhere) and the field key ``time`` (refused, or silently
+   dropped when the line has other fields). So ``#x`` is stored as ``\\#x`` and
+   ``time`` as ``\\time``.
+4. Control characters that cannot stand in a line or a query: TAB, LF, CR and FF
+   are written as ``\\t``, ``\\n``, ``\\r``, ``\\f`` (Telegraf's convention: stored as
+   a backslash and a letter), and NUL as ``\\0`` (InfluxDB would store it, skip it
+   at the start of a name, and InfluxQL cannot name it: its parser stops there).
+5. Escaping: comma and space everywhere, ``=`` in tag keys, tag values and field
+   keys, ``"`` in field keys.
 
 A name left empty by these rules cannot be stored: the functions return None and
 the caller reports it.
@@ -33,16 +35,17 @@ import re
 
 MEASUREMENT, TAG, FIELD = 0, 1, 2
 
-_CONTROL = str.maketrans({"\n": r"\n", "\r": r"\r", "\t": r"\t", "\f": r"\f"})
+_CONTROL = str.maketrans({"\n": r"\n", "\r": r"\r", "\t": r"\t", "\f": r"\f", "\x00": r"\0"})
 _ESCAPES = {
     MEASUREMENT: str.maketrans({",": r"\,", " ": r"\ "}),
     TAG: str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="}),
     FIELD: str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", '"': r'\"'}),
 }
+# \Z, not $: "$" also matches before a final newline.
 _STRAY_BACKSLASHES = {
-    MEASUREMENT: re.compile(r'\\+(?=[, ="])|\\+$'),
-    TAG: re.compile(r"\\+$"),
-    FIELD: re.compile(r"\\+(?=[, =])|\\+$"),
+    MEASUREMENT: re.compile(r'\\+(?=[, ="])|\\+\Z'),
+    TAG: re.compile(r"\\+\Z"),
+    FIELD: re.compile(r"\\+(?=[, =])|\\+\Z"),
 }
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -89,8 +92,7 @@ def field_key(text: str) -> bytes | None:
 
 
 def stored_name(text: str, kind: int) -> str | None:
-    """The name InfluxDB stores for ``text``: rules 1-3 and the control characters
-    of rule 4 (None when nothing is left)."""
+    """The name InfluxDB stores for ``text``: rules 1-4 (None when nothing is left)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -100,9 +102,9 @@ def stored_name(text: str, kind: int) -> str | None:
     if not text:
         return None
     if kind == MEASUREMENT:
-        if text[0] in "#\x00":
+        if text[0] == "#":
             text = "\\" + text
-    elif kind == FIELD and (text == "time" or text[0] == "\x00"):
+    elif kind == FIELD and text == "time":
         text = "\\" + text
     return text.translate(_CONTROL)
 

@@ -116,7 +116,7 @@ class LayerWalk:
             parts.insert(0, b",device=" + device_tag)
         scalars, others = _split(element, id_key)
         at = (field_key, "service", position - 1)
-        self.point(scalars, others, _Point(field_key, "", measurement, keys, parts, at, element), dicts_are_points=True)
+        self.point(scalars, others, _Point(field_key, None, measurement, keys, parts, at, element), dicts_are_points=True)
 
     def point(self, scalars: dict, others: list, point: "_Point", dicts_are_points: bool, depth: int = 0) -> None:
         extra = None
@@ -149,7 +149,7 @@ class LayerWalk:
     def child(self, parent: "_Point", name: str, item: dict, position: int, at: tuple, depth: int) -> None:
         """An object that is a point of its own: measurement ``<fieldN>_<path>``,
         the parent's tags plus ``<path>_index``."""
-        path = f"{parent.path}_{name}" if parent.path else name
+        path = name if parent.path is None else f"{parent.path}_{name}"
         if depth > MAX_DEPTH:
             self.unusable(at, item, f"nested deeper than {MAX_DEPTH} levels")
             return
@@ -268,10 +268,10 @@ class _Point:
 
     __slots__ = ("base", "path", "measurement", "tag_keys", "tag_parts", "at", "obj")
 
-    def __init__(self, base: str, path: str, measurement: bytes, tag_keys: list, tag_parts: list, at: tuple,
+    def __init__(self, base: str, path: str | None, measurement: bytes, tag_keys: list, tag_parts: list, at: tuple,
                  obj: dict):
         self.base = base  # the FieldDeviceLayer key
-        self.path = path  # "" for a service element, "racks" for a rack
+        self.path = path  # None for a service element, "racks" for a rack
         self.measurement = measurement
         self.tag_keys = tag_keys
         self.tag_parts = tag_parts
