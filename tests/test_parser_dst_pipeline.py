@@ -35,7 +35,8 @@ def _ns(moment: datetime) -> int:
     return int(moment.timestamp()) * 10**9
 
 
-def _publish(amqp, messages: list[tuple[bytes, int | None]]) -> None:
+def publish(amqp, messages: list[tuple[bytes, int | None]]) -> None:
+    """Publish (body, AMQP timestamp or None) pairs, persistent and confirmed."""
     connection = pika.BlockingConnection(pika.ConnectionParameters(amqp.host, amqp.port))
     try:
         channel = connection.channel()
@@ -48,7 +49,7 @@ def _publish(amqp, messages: list[tuple[bytes, int | None]]) -> None:
         connection.close()
 
 
-def _metric(port: int, name: str) -> float | None:
+def metric(port: int, name: str) -> float | None:
     """One counter, or None while the service's metrics endpoint is not up yet."""
     try:
         return value(scrape(port), name)
@@ -65,7 +66,7 @@ def test_fall_back_hour_gives_two_points_and_the_gap_goes_to_the_dlq(pipeline):
     repeated = template.render("000001", FALL_BACK_LOCAL)
     unhinted = template.render("000002", FALL_BACK_LOCAL)
     skipped = template.render("000001", GAP_LOCAL)
-    _publish(p.amqp, [
+    publish(p.amqp, [
         (repeated, int(FIRST_UTC.timestamp()) + 3),  # published 3 s after the first 02:30
         (repeated, int(SECOND_UTC.timestamp()) + 3),  # ... and after the second
         (unhinted, None),
@@ -74,7 +75,7 @@ def test_fall_back_hour_gives_two_points_and_the_gap_goes_to_the_dlq(pipeline):
 
     # Wait until the parser has seen all four messages and the sink has written
     # every point the parser produced; then compare.
-    wait_for(lambda: _metric(p.ports["parse"], "edge_parser_messages_total") == 4, 120,
+    wait_for(lambda: metric(p.ports["parse"], "edge_parser_messages_total") == 4, 120,
              what="the parser saw all four messages")
     dlq = wait_for(lambda: read_all(p.kafka, p.kafka.dlq_topic, idle=0.5), 60, what="the gap message in the DLQ")
     produced = value(scrape(p.ports["parse"]), "edge_parser_points_total")

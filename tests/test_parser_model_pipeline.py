@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 
-import pika
-
 from edge.core.dlq import header_map
 from tests.support import influx
 from tests.support.kafka import read_all
 from tests.support.pipeline import STAGES, pipeline, scrape, value  # noqa: F401 (fixture)
 from tests.support.processes import wait_for
+from tests.test_parser_dst_pipeline import metric, publish
 
 TIME_NS = 1_686_342_846 * 10**9
 
@@ -45,30 +44,16 @@ EXPECTED = {
 }
 
 
-def _metric(port: int, name: str) -> float | None:
-    try:
-        return value(scrape(port), name)
-    except OSError:
-        return None
-
-
 def test_lists_and_deep_objects_reach_influxdb_and_the_rest_is_in_the_dlq(pipeline):
     p = pipeline
     for stage in STAGES:
         p.start(stage)
     body = json.dumps(DOCUMENT).encode()
-    connection = pika.BlockingConnection(pika.ConnectionParameters(p.amqp.host, p.amqp.port))
-    try:
-        channel = connection.channel()
-        channel.queue_declare(p.amqp.queue, durable=True)
-        channel.confirm_delivery()
-        channel.basic_publish("", p.amqp.queue, body, pika.BasicProperties(delivery_mode=2))
-    finally:
-        connection.close()
+    publish(p.amqp, [(body, None)])
 
-    wait_for(lambda: _metric(p.ports["parse"], "edge_parser_messages_total") == 1, 120, what="the message parsed")
+    wait_for(lambda: metric(p.ports["parse"], "edge_parser_messages_total") == 1, 120, what="the message parsed")
     produced = value(scrape(p.ports["parse"]), "edge_parser_points_total")
-    wait_for(lambda: _metric(p.ports["sink"], "edge_sink_lines_written_total") == produced, 60,
+    wait_for(lambda: metric(p.ports["sink"], "edge_sink_lines_written_total") == produced, 60,
              what=f"the sink wrote the {produced} points")
 
     stored = {}
