@@ -219,6 +219,7 @@ values = st.recursive(
     leaves,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
+        st.lists(st.one_of(numbers, st.booleans()), min_size=8, max_size=12),  # a BMS's cell voltages
         st.dictionaries(odd_names, inner, max_size=4),
         st.lists(st.dictionaries(odd_names, inner, max_size=3), min_size=1, max_size=3),
     ),

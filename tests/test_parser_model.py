@@ -45,6 +45,21 @@ def test_list_of_numbers_becomes_fields_key_i_zero_based():
                                          "soc": 50.0}}
 
 
+def test_long_lists_of_every_kind_of_number():
+    # From 8 items on, a list of scalars takes the one-call path: same result.
+    cells = [3.3, 1e-7, 1e300, 5e-324, -0.0, 12, 2**63 + 5, True, False, 2**70]
+    got = points(message([{"id": 1, "c": cells}]))
+    assert got == {("field1", tags()): {f"c_{i}": (v if isinstance(v, bool) else float(v)) for i, v in enumerate(cells)}}
+    result = parse(message([{"id": 1, "c": [1.0] * 9 + [float("nan")], "c_3": 7}]))
+    assert result.dropped_values == 1
+    assert read_line(result.lines[0]).fields == {"c_3": 7.0, **{f"c_{i}": 1.0 for i in range(9) if i != 3}}
+    assert "c[3]: not stored: its field name 'c_3' is already taken by c_3" in result.problems[0]
+    # A collision among flattened names inside the one-call path: the first wins.
+    result = parse(message([{"id": 1, "r": [{"a": {"b_0": 5}, "a_b": [2.0] * 9}]}]))
+    assert read_line(result.lines[0]).fields == {"a_b_0": 5.0, **{f"a_b_{i}": 2.0 for i in range(1, 9)}}
+    assert "r[0].a_b[0]: not stored: its field name 'a_b_0' is already taken by a.b_0" in result.problems[0]
+
+
 def test_list_of_booleans_and_list_of_lists():
     got = points(message([{"id": 1, "alarms": [True, False], "grid": [[1, 2], [3]]}]))
     assert got == {("field1", tags()): {"alarms_0": True, "alarms_1": False,

@@ -84,6 +84,35 @@ def drop_field(field_set: bytes, pair: bytes) -> bytes:
     return field_set
 
 
+def list_field_values(items: list) -> list[bytes] | None:
+    """The formatted values of a list of numbers and booleans (one orjson call), or
+    None when it holds anything else, a NaN/infinity (orjson writes null) or an
+    integer beyond 64 bits."""
+    for item in items:
+        if item.__class__ not in SCALARS:
+            return None
+    try:
+        body = orjson.dumps(items)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if b"null" in body:
+        return None
+    return body[1:-1].split(b",")
+
+
+_list_keys: dict[str, list[bytes | None]] = {}
+
+
+def list_field_keys(name: str, count: int) -> list[bytes | None]:
+    """Escaped field keys ``<name>_0`` .. ``<name>_<count-1>`` (None: not storable)."""
+    keys = _list_keys.get(name)
+    if keys is None or len(keys) < count:
+        keys = [names.field_key(f"{name}_{i}") for i in range(count)]
+        if len(_list_keys) < 10_000:
+            _list_keys[name] = keys
+    return keys
+
+
 class FieldSet:
     """The fields of one point, added one by one: each name as InfluxDB stores it,
     each value formatted, non-finite numbers dropped (and counted in ``dropped``).

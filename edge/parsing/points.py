@@ -36,9 +36,18 @@ import bisect
 import json
 
 from edge.parsing import names
-from edge.parsing.fields import SCALARS, FieldSet, drop_field, fast_field_set, relative_path
+from edge.parsing.fields import (
+    SCALARS,
+    FieldSet,
+    drop_field,
+    fast_field_set,
+    list_field_keys,
+    list_field_values,
+    relative_path,
+)
 
 MAX_DEPTH = 64
+_LIST_SHORTCUT = 8  # from this length on, a list of scalars is formatted by orjson
 
 _DEVICE, _SERVICE_ID, _SITE_ID = b"device", b"service_id", b"site_id"
 
@@ -191,6 +200,17 @@ class LayerWalk:
     def flatten_list(self, items: list, name: str, extra: FieldSet, point: "_Point", rel: tuple, depth: int) -> None:
         if depth > MAX_DEPTH:
             self.unusable(point.at + rel, items, f"nested deeper than {MAX_DEPTH} levels")
+            return
+        values = list_field_values(items) if len(items) >= _LIST_SHORTCUT else None
+        if values is not None:  # a BMS's cell voltages: formatted in one call
+            keys, taken = list_field_keys(name, len(values)), extra.values
+            for i, value in enumerate(values):
+                key = keys[i]
+                if key is not None and key not in taken:
+                    taken[key] = value
+                    extra.sources[key] = rel + (i,)
+                else:
+                    self.add_field(extra, f"{name}_{i}", items[i], point.at, rel + (i,))  # says why not
             return
         for i, item in enumerate(items):
             cls = item.__class__
