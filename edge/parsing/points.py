@@ -101,11 +101,10 @@ class LayerWalk:
                     series_key = measurement + device_part + b",service_id=" + ident_b + site_part
                     if not field_set:
                         self.result.empty_points += 1
-                    elif series_key in seen:
-                        self.duplicate(series_key, element)
-                    else:
-                        seen[series_key] = element
+                    elif seen.setdefault(series_key, element) is element:
                         points.append((series_key, series_key + b" " + field_set + suffix))
+                    else:
+                        self.duplicate(series_key, element)
                     continue
             self.element(element, position, field_key, measurement, device_tag)
 
@@ -240,11 +239,10 @@ class LayerWalk:
     def emit(self, series_key: bytes, field_set: bytes, obj: dict) -> None:
         if not field_set:
             self.result.empty_points += 1
-        elif series_key in self.seen:
-            self.duplicate(series_key, obj)
-        else:
-            self.seen[series_key] = obj
+        elif self.seen.setdefault(series_key, obj) is obj:
             self.result.points.append((series_key, series_key + b" " + field_set + self.suffix))
+        else:
+            self.duplicate(series_key, obj)
 
     # ------------------------------------------------------------ problems
 
