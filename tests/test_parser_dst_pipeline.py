@@ -29,6 +29,7 @@ FALL_BACK_LOCAL = datetime(2023, 10, 29, 2, 30, 0)
 GAP_LOCAL = datetime(2023, 3, 26, 2, 30, 0)
 FIRST_UTC = datetime(2023, 10, 29, 0, 30, 0, tzinfo=timezone.utc)
 SECOND_UTC = datetime(2023, 10, 29, 1, 30, 0, tzinfo=timezone.utc)
+GAP_AMQP_TIMESTAMP = int(datetime(2023, 3, 26, 0, 30, 3, tzinfo=timezone.utc).timestamp())
 
 
 def _ns(moment: datetime) -> int:
@@ -70,7 +71,7 @@ def test_fall_back_hour_gives_two_points_and_the_gap_goes_to_the_dlq(pipeline):
         (repeated, int(FIRST_UTC.timestamp()) + 3),  # published 3 s after the first 02:30
         (repeated, int(SECOND_UTC.timestamp()) + 3),  # ... and after the second
         (unhinted, None),
-        (skipped, int(datetime(2023, 3, 26, 0, 30, 3, tzinfo=timezone.utc).timestamp())),
+        (skipped, GAP_AMQP_TIMESTAMP),
     ])
 
     # Wait until the parser has seen all four messages and the sink has written
@@ -94,7 +95,7 @@ def test_fall_back_hour_gives_two_points_and_the_gap_goes_to_the_dlq(pipeline):
     assert record.value() == skipped
     assert headers["dlq.reason"] == b"nonexistent_local_time"
     assert b"does not exist in Europe/Berlin" in headers["dlq.error"]
-    assert headers["amqp.timestamp"] == str(int(datetime(2023, 3, 26, 0, 30, 3, tzinfo=timezone.utc).timestamp())).encode()
+    assert headers["amqp.timestamp"] == str(GAP_AMQP_TIMESTAMP).encode()
 
     metrics = scrape(p.ports["parse"])
     assert value(metrics, "edge_parser_ambiguous_local_times_total", resolution="received_at") == 2

@@ -49,7 +49,8 @@ def test_long_lists_of_every_kind_of_number():
     # From 8 items on, a list of scalars takes the one-call path: same result.
     cells = [3.3, 1e-7, 1e300, 5e-324, -0.0, 12, 2**63 + 5, True, False, 2**70]
     got = points(message([{"id": 1, "c": cells}]))
-    assert got == {("field1", tags()): {f"c_{i}": (v if isinstance(v, bool) else float(v)) for i, v in enumerate(cells)}}
+    expected = {f"c_{i}": (v if isinstance(v, bool) else float(v)) for i, v in enumerate(cells)}
+    assert got == {("field1", tags()): expected}
     result = parse(message([{"id": 1, "c": [1.0] * 9 + [float("nan")], "c_3": 7}]))
     assert result.dropped_values == 1
     assert read_line(result.lines[0]).fields == {"c_3": 7.0, **{f"c_{i}": 1.0 for i in range(9) if i != 3}}

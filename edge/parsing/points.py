@@ -124,7 +124,8 @@ class LayerWalk:
             parts.insert(0, b",device=" + device_tag)
         scalars, others = _split(element, id_key)
         at = (field_key, "service", position - 1)
-        self.point(scalars, others, _Point(field_key, None, measurement, keys, parts, at, element), dicts_are_points=True)
+        point = _Point(field_key, None, measurement, keys, parts, at, element)
+        self.point(scalars, others, point, dicts_are_points=True)
 
     def point(self, scalars: dict, others: list, point: "_Point", dicts_are_points: bool, depth: int = 0) -> None:
         extra = None
