@@ -1,5 +1,6 @@
 """The parts of the pure parser; its public API is ``edge.parser``.
 
+- ``errors``: ParseError (with its DLQ reason) and ParseResult;
 - ``decode``: bytes -> JSON document (the gateway's raw control characters too);
 - ``names``: names as InfluxDB stores them (escaping, and the renamings line
   protocol forces);
