@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from edge.parser import to_lines
+from edge.parser import parse, to_lines
 from tests.test_parser import expected_from_json
 
 
@@ -68,3 +68,123 @@ def test_influxdb_stores_every_reading_with_its_type(influx_db, sample_bytes):
     assert {"run", "fault", "communication_error"} <= field_types["boolean"]
     tr = [k for k in stored if k[0] == "field4"]
     assert {dict(k[1])["device"] for k in tr} == {"TR, main=1"}
+
+
+# ---------------------------------------------------------------- names InfluxDB treats specially
+#
+# (JSON name, the name InfluxDB stores), per place. Found by writing each to
+# InfluxDB 1.6 and reading it back; the rules are in edge/parsing/names.py.
+
+MEASUREMENT_NAMES = [
+    ("#field", "\\#field"),  # else the line is a comment: 204, nothing stored
+    ("\x00field", "\\0field"),  # NUL: skipped at the start, and InfluxQL cannot name it
+    ("field\\", "field"),  # a trailing backslash would escape the separator
+    ("a\\,b", "a,b"),  # InfluxDB unescapes measurements twice: the backslash is lost
+    ("a\\ b", "a b"),
+    ("a\\=b", "a=b"),
+    ('a\\"b', 'a"b'),
+    ("a\\b", "a\\b"),
+    ("a,b c", "a,b c"),
+    (" lead", " lead"),
+    ("tab\there", "tab\\there"),  # Telegraf's convention for control characters
+    ("time", "time"),
+    ("a=b\"c#", "a=b\"c#"),
+    ("ünï©ødé ☀", "ünï©ødé ☀"),
+]
+FIELD_NAMES = [
+    ("time", "\\time"),  # refused alone, silently dropped next to other fields
+    ("\x00x", "\\0x"),
+    ("a\x00b", "a\\0b"),
+    ("#x", "#x"),
+    ("x\\", "x"),
+    ("a\\,b", "a,b"),  # the scanner pairs backslashes in field keys: refused
+    ("a\\\\,b", "a,b"),
+    ("a\\ b", "a b"),
+    ("a\\=b", "a=b"),
+    ('a\\"b', 'a\\"b'),
+    ('a"b', 'a"b'),
+    ("a,b c=d", "a,b c=d"),
+    (" lead and trail ", " lead and trail "),
+    ("nl\nx", "nl\\nx"),
+    ("x\\\n", "x\\\\n"),  # a backslash before a newline is not at the end
+    ("a\\b", "a\\b"),
+    ("_field", "_field"),
+]
+TAG_VALUES = [
+    ("dev\\", "dev"),
+    ("a\\,b", "a\\,b"),  # tag values keep a backslash before an escaped character
+    ("a\\ b", "a\\ b"),
+    ("a\\=b", "a\\=b"),
+    ("#dev", "#dev"),
+    ("\x00dev", "\\0dev"),
+    ("a=b,c d", "a=b,c d"),
+    ("time", "time"),
+]
+# A list of objects under key K gives tag key K_index and measurement <fieldN>_K.
+NESTED_KEYS = [
+    ("#r", "#r_index", "_#r"),
+    ("a\\", "a\\_index", "_a"),
+    ("a b,c=d", "a b,c=d_index", "_a b,c=d"),
+    ("time", "time_index", "_time"),
+]
+
+
+def _special_names_document() -> tuple[bytes, set]:
+    layer, expected = {}, set()
+    site = "000001"
+
+    def add(field_key, name, element, measurement, tags, fields):
+        layer[field_key] = {"Name": name, "service": [element]}
+        expected.add((measurement, frozenset(dict(tags, site_id=site).items()), frozenset(fields)))
+
+    for name, stored in MEASUREMENT_NAMES:
+        add(name, "dev", {"id": 1, "v": 1.0}, stored, {"device": "dev", "service_id": "1"}, {"v"})
+    for i, (name, stored) in enumerate(FIELD_NAMES):
+        add(f"f{i}", "dev", {"id": 1, name: 2.0}, f"f{i}", {"device": "dev", "service_id": "1"}, {stored})
+    for i, (name, stored) in enumerate(TAG_VALUES):
+        add(f"t{i}", name, {"id": name, "v": 1.0}, f"t{i}", {"device": stored, "service_id": stored}, {"v"})
+    for i, (key, tag_key, suffix) in enumerate(NESTED_KEYS):
+        add(f"n{i}", "dev", {"id": 1, key: [{"v": 3.0}]}, f"n{i}{suffix}",
+            {"device": "dev", "service_id": "1", tag_key: "1"}, {"v"})
+    raw = json.dumps({"header": {"site_id": site, "timestamp": "2023-06-09 20:34:06"}, "FieldDeviceLayer": layer})
+    return raw.encode(), expected
+
+
+def stored_points(base: str, db: str) -> dict:
+    """(measurement, frozenset(tags)) -> ({field: value}, time) of every point InfluxDB holds."""
+    stored = {}
+    # One measurement at a time: a SELECT over several measurements gives a field
+    # one type across them, and returns null for the values of the other type.
+    measurements = [row[0] for series in _query(base, db, "SHOW MEASUREMENTS") for row in series["values"]]
+    selects = [f"SELECT * FROM {_identifier(m)} GROUP BY *" for m in measurements]
+    for series in (s for q in selects for s in _query(base, db, q)):
+        tags = frozenset((k, v) for k, v in series.get("tags", {}).items() if v)
+        for row in series["values"]:
+            record = dict(zip(series["columns"], row))
+            time_ns = record.pop("time")
+            key = (series["name"], tags)
+            assert key not in stored, f"two points in one series: {key}"
+            stored[key] = ({k: v for k, v in record.items() if v is not None}, time_ns)
+    return stored
+
+
+def _identifier(name: str) -> str:
+    """An InfluxQL double-quoted identifier."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write(base: str, db: str, lines: list[bytes]) -> None:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{base}/write?db={db}&precision=ns", data=b"\n".join(lines)), timeout=30
+    ) as resp:
+        assert resp.status == 204
+
+
+def test_influxdb_stores_every_special_name_as_documented(influx_db):
+    base, db = influx_db
+    raw, expected = _special_names_document()
+    result = parse(raw)
+    assert not result.problems
+    write(base, db, result.lines)
+    stored = {(name, tags, frozenset(fields)) for (name, tags), (fields, _) in stored_points(base, db).items()}
+    assert stored == expected

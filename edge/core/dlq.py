@@ -19,7 +19,13 @@ from datetime import datetime, timezone
 
 REASONS = {
     "parse_error": "the raw message could not be turned into any point",
-    "partial": "some parts of the raw message were unusable (the usable points were still emitted)",
+    "nonexistent_local_time": (
+        "header.timestamp is a local time the site's clocks skipped (daylight saving starts): no instant, no points"
+    ),
+    "partial": (
+        "some parts of the raw message were unusable (the usable points were still emitted); each problem names "
+        "its JSON path, and a 'duplicate_series:' problem names two points of the message with the same series"
+    ),
     "influx_rejected": "InfluxDB refused the line (400: field type conflict, bad syntax, ...)",
     "bad_record": "the parsed record is not a usable line-protocol line",
 }

@@ -32,7 +32,8 @@ from edge.kafka.health import KafkaHealth
 from edge.kafka.offsets import OffsetTracker, Ticket
 from edge.kafka.producer import DeadLetters, StageProducer
 from edge.kafka.runner import StageRunner
-from edge.parser import ParseError, TimeZones, parse
+from edge.parser import ParseError, TimeZones, parse, received_at_ns
+from edge.parsing.metrics import count_error, count_result
 from edge.settings import ParserSettings
 from edge.stages.site_activity import SiteMetrics, site_of_raw
 
@@ -121,11 +122,14 @@ class ParseStage:
         MESSAGES_IN.inc()
         raw = msg.value()
         try:
-            result = parse(raw if raw is not None else b"", self.zones)
+            result = parse(raw if raw is not None else b"", self.zones,
+                           received_at_ns=received_at_ns(msg.headers(), msg.timestamp()))
         except ParseError as exc:
+            count_error(exc)
             self.sites.seen(site_of_raw(raw))
             ticket = self.tracker.begin(msg.partition(), msg.offset(), 1)
-            return self.dead.send(msg, "parse_error", str(exc), self._delivered(ticket))
+            return self.dead.send(msg, exc.reason, str(exc), self._delivered(ticket))
+        count_result(result)
         points = result.points
         self.sites.seen_points(points)
         ticket = self.tracker.begin(msg.partition(), msg.offset(), len(points) + (1 if result.problems else 0))
