@@ -93,7 +93,19 @@ class InfluxClient:
                     text = text.split(marker, 1)[1].split(" (_ssl")[0]
                     break
             return f"influxdb: TLS failure at {self.base_url}: {text} (ca_file={self.settings.ca_file or 'system trust store'})"
+        if self.base_url.startswith("http://") and self._speaks_tls():
+            # A TLS port answers a plain request with a 400 and closes; with a body
+            # in flight that close often reaches us first, as a reset.
+            return f"influxdb: plain HTTP sent to the HTTPS port at {self.base_url} (use https:// in influxdb.url)"
         return f"{type(exc).__name__}: {exc}"
+
+    def _speaks_tls(self) -> bool:
+        """Whether the server at our http:// URL is in fact a TLS port (one bodiless probe)."""
+        try:
+            resp = self.session.get(f"{self.base_url}/ping", timeout=self.connect_timeout_s)
+        except requests.RequestException:
+            return False
+        return resp.status_code == 400 and "HTTP request to an HTTPS server" in resp.text
 
     def write(self, body: bytes, timeout_s: float | None = None) -> WriteResult:
         """Write newline-joined line-protocol lines (ns precision) in one request."""
