@@ -494,6 +494,24 @@ class Path3:
             time.sleep(0.05)
         return time.monotonic() - self.started_at
 
+    def backlog(self) -> str:
+        """Per group, per partition: high watermark - committed offset (what waits)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        out = []
+        for topic, group in ((f"{self.prefix}.raw", self.env["EDGE_PARSER__GROUP_ID"]),
+                             (f"{self.prefix}.parsed", self.env["EDGE_SINK__GROUP_ID"])):
+            consumer = Consumer({"bootstrap.servers": KafkaSettings().bootstrap_servers, "group.id": group})
+            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            committed = consumer.committed(tps, timeout=10)
+            lags = []
+            for tp in committed:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+                lags.append(f"{tp.partition}:{high}-{tp.offset}")
+            consumer.close()
+            out.append(f"{group} [{' '.join(lags)}]")
+        return "; ".join(out)
+
     def cpu(self) -> CpuMeter:
         procs = named_processes()
         for name, proc in self.procs.items():
@@ -627,6 +645,8 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
         while len(seen) < len(published) and time.monotonic() < deadline:
             time.sleep(0.1)
         cpu.stop()
+        if len(seen) < len(published):
+            say(f"      not all queryable: where the records are now: {path.backlog()}")
     finally:
         done.set()
         path.stop()

@@ -89,7 +89,9 @@ class ParseStage:
         return False
 
     def poll_timeout(self) -> float:
-        return 0.2
+        # consume() waits this long to fill a batch: at field rates that wait is
+        # latency, so keep it short (an idle loop costs 20 cheap iterations a second).
+        return 0.05
 
     def process(self, messages: list) -> None:
         for msg in messages:

@@ -107,7 +107,10 @@ class SinkStage:
         now = time.monotonic()
         if self.failing is not None:
             return max(0.0, min(0.5, self.retry_at - now))
-        return max(0.0, min(0.5, self.buffers.next_due(self.limits.max_age_s, now)))
+        # consume() waits this long to fill a batch; a record's age only starts once
+        # it is taken, so an idle sink looks again within half a batch age.
+        idle = self.limits.max_age_s / 2
+        return max(0.0, min(idle, self.buffers.next_due(self.limits.max_age_s, now)))
 
     def process(self, messages: list) -> None:
         self.buffers.take(messages, time.monotonic())
