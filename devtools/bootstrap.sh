@@ -11,7 +11,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv python3-pip)
 have python3 || need_pkgs+=(python3)
 have influxd || need_pkgs+=(influxdb)
-have rabbitmq-server || need_pkgs+=(rabbitmq-server)
+{ have rabbitmq-server && have rabbitmqctl; } || need_pkgs+=(rabbitmq-server)
 have node || need_pkgs+=(nodejs)
 have npm || need_pkgs+=(npm)
 have systemd-analyze || need_pkgs+=(systemd)
