@@ -26,6 +26,7 @@ demo: services-up
 # Runs the whole suite against real services; pytest's "no tests collected" (5)
 # counts as failure here: a suite that runs nothing proves nothing.
 test: services-up
+	@.venv/bin/lint-imports
 	@$(PY) -m pytest -q -p no:cacheprovider tests
 
 # bench/quix_influx1_sink.py is not listed: bench/pipeline.py runs it in its own venv.

@@ -39,7 +39,7 @@ TAGS = "device=EV\\ Charger\\ 1,service_id=1,site_id=000001"
 
 
 def influx_url() -> str:
-    from edge.settings import InfluxSettings
+    from edge.config.settings import InfluxSettings
 
     return InfluxSettings().url
 
@@ -95,7 +95,7 @@ def child(db: str, start: str, end: str, out_dir: str) -> None:
     """One archive run; prints its summary and this process's peak RSS as JSON."""
     from edge.archive import parquet_file
     from edge.archive.archiver import archive
-    from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+    from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 
     spent: dict[str, float] = {}
     _timed(parquet_file, "replace_durably", spent)  # fsync file, rename, fsync directory

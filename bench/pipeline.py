@@ -12,7 +12,7 @@ jittered), 17 points per message.
     ``edge.influx.client`` in 5,000-line requests, 1, 2 and 4 at a time: the best is
     the ceiling on this machine.
 (b) the sink stage alone: the lines pre-loaded in a 6-partition parsed topic,
-    drained by ``edge.stages.sink.Sink`` (defaults: 5,000-line batches, 2 writers), from its
+    drained by ``edge.sink.stage.Sink`` (defaults: 5,000-line batches, 2 writers), from its
     first write to its last. Then (k): the same topic drained by a bare consumer, the
     rate the broker hands records out at (the sink's other ceiling).
 (c) the whole path RabbitMQ -> bridge -> parser -> sink -> InfluxDB as child
@@ -60,8 +60,8 @@ from edge.influx.client import InfluxClient  # noqa: E402
 from edge.kafka.config import consumer_config  # noqa: E402
 from edge.core.lifecycle import StopSignal  # noqa: E402
 from edge.parser import to_lines  # noqa: E402
-from edge.dev.sample_messages import MessageTemplate, schedule  # noqa: E402
-from edge.settings import InfluxSettings, KafkaSettings, SinkSettings  # noqa: E402
+from edge.simulator.messages import MessageTemplate, schedule  # noqa: E402
+from edge.config.settings import InfluxSettings, KafkaSettings, SinkSettings  # noqa: E402
 
 POINTS_PER_MESSAGE = 17
 PARTITIONS = 6
@@ -528,8 +528,8 @@ class Path3:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.influx.drop()
-        from edge.amqp import client as amqp_client
-        from edge.settings import SimulatorSettings
+        from edge.bridge import amqp as amqp_client
+        from edge.config.settings import SimulatorSettings
 
         amqp = SimulatorSettings.load().amqp
         connection = amqp_client.connect(amqp, "bench-cleanup")
@@ -551,8 +551,8 @@ class QueueFeeder(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from edge.amqp import client as amqp_client
-        from edge.settings import SimulatorSettings
+        from edge.bridge import amqp as amqp_client
+        from edge.config.settings import SimulatorSettings
         import pika
 
         amqp = SimulatorSettings.load().amqp.model_copy(update={"queue": self.path.env["EDGE_AMQP__QUEUE"]})
@@ -619,8 +619,8 @@ def bench_whole_path(seconds: float, sites: int, preload: int) -> dict:
 
 def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     """Publish at ``rate`` msgs/s; a message is queryable when its 17 points answer."""
-    from edge.amqp import client as amqp_client
-    from edge.settings import SimulatorSettings
+    from edge.bridge import amqp as amqp_client
+    from edge.config.settings import SimulatorSettings
 
     path = Path3("d")
     path.start()

@@ -68,8 +68,8 @@ class Publisher(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from edge.dev.simulator import publish
-        from edge.settings import SimulatorSettings
+        from edge.simulator.publish import publish
+        from edge.config.settings import SimulatorSettings
 
         settings = SimulatorSettings.load()
         settings.amqp.queue = self.path.env["EDGE_AMQP__QUEUE"]

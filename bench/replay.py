@@ -30,7 +30,7 @@ from edge.kafka.topics import ensure_topics, topic_names  # noqa: E402
 from edge.ops.replay import Replay, ReplayShell  # noqa: E402
 from edge.ops.replay_plan import Window  # noqa: E402
 from edge.parser import to_lines  # noqa: E402
-from edge.settings import KafkaSettings, ParserSettings  # noqa: E402
+from edge.config.settings import KafkaSettings, ParserSettings  # noqa: E402
 
 
 def _parser_bench():

@@ -28,7 +28,7 @@ import requests  # noqa: E402
 
 from edge.archive.archiver import archive  # noqa: E402
 from edge.ops.restore import restore  # noqa: E402
-from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings  # noqa: E402
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings  # noqa: E402
 
 START, END = datetime(2023, 6, 29, tzinfo=UTC), datetime(2023, 7, 6, tzinfo=UTC)
 

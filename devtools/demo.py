@@ -28,8 +28,8 @@ import boto3
 
 from devtools import services
 from edge.archive.archiver import ArchiveSummary, archive
-from edge.settings import ArchiveSettings, InfluxSettings, SimulatorSettings, SinkSettings, TopicsSettings
-from edge.dev.simulator import SimulationSummary, publish
+from edge.config.settings import ArchiveSettings, InfluxSettings, SimulatorSettings, SinkSettings, TopicsSettings
+from edge.simulator.publish import SimulationSummary, publish
 from edge.query.local import run_local_sql
 from edge.kafka.topics import ensure_topics
 

@@ -12,7 +12,7 @@
   on 127.0.0.1:15000 (``EDGE_DEV_MOTO_PORT``).
 
 Ports and credentials come from the same settings the edge services read
-(``edge.settings``: TOML + ``EDGE_*``), so a changed ``EDGE_INFLUXDB__URL`` moves
+(``edge.config.settings``: TOML + ``EDGE_*``), so a changed ``EDGE_INFLUXDB__URL`` moves
 both the server and its clients. ``EDGE_VAR_DIR`` moves the state directory.
 "Up" means ready: AMQP connect works, ``/ping`` answers, Kafka metadata answers.
 Running ``up`` twice is harmless; ``down`` stops only what this script started.
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from edge.settings import AmqpSettings, BridgeSettings, SinkSettings
+from edge.config.settings import AmqpSettings, BridgeSettings, SinkSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 

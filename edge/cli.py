@@ -1,6 +1,6 @@
 """The ``edge`` command: one subcommand per service or task.
 
-Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
+Each subcommand lives in its own module under ``edge.commands``, which exposes ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are imported only when their command runs, so a
 service's heavy imports never slow down another.
 
@@ -8,7 +8,7 @@ Mistakes an operator can make end in one line on stderr, ``edge <command>:
 <message>``, and an exit code (README, "Exit codes"): a command raises an
 ``edge.core.errors.OperatorError``, and the library errors an operator can cause
 (an unreachable broker, missing AWS credentials, a bad option) are translated
-here by ``edge.ops.failures``. Anything else is a bug and keeps its traceback.
+here by ``edge.core.failures``. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,21 +21,21 @@ from collections.abc import Callable
 
 from edge.core.errors import OperatorError, UsageError
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("edge.dev.simulator", "publish sample.json-shaped messages to RabbitMQ"),
-    "topics": ("edge.kafka.topics", "create the raw, parsed and DLQ topics (idempotent)"),
-    "bridge": ("edge.stages.bridge", "RabbitMQ queue -> Kafka raw topic"),
-    "parse": ("edge.stages.parse", "Kafka raw topic -> parsed topic and DLQ"),
-    "sink": ("edge.stages.sink", "Kafka parsed topic -> InfluxDB"),
-    "archive": ("edge.archive.archiver", "InfluxDB -> Parquet -> S3, then bounded retention"),
-    "query": ("edge.query.command", "SQL over the archive: Athena, or --local with DuckDB"),
-    "config": ("edge.ops.config_check", "validate a config file and print the effective settings"),
-    "install": ("edge.ops.install", "install systemd units and a config skeleton"),
-    "replay": ("edge.ops.replay", "parse the raw topic again from a moment on, into the parsed topic"),
-    "dlq": ("edge.ops.dlq", "list, show and redrive dead letters"),
-    "restore": ("edge.ops.restore", "write archived points back into an InfluxDB database"),
-    "status": ("edge.ops.status", "one table: each service's state, lag, last write, DLQ, last archive run"),
+# name -> one-line help; the command itself is edge.commands.<name>
+COMMANDS: dict[str, str] = {
+    "simulate": "publish sample.json-shaped messages to RabbitMQ",
+    "topics": "create the raw, parsed and DLQ topics (idempotent)",
+    "bridge": "RabbitMQ queue -> Kafka raw topic",
+    "parse": "Kafka raw topic -> parsed topic and DLQ",
+    "sink": "Kafka parsed topic -> InfluxDB",
+    "archive": "InfluxDB -> Parquet -> S3, then bounded retention",
+    "query": "SQL over the archive: Athena, or --local with DuckDB",
+    "config": "validate a config file and print the effective settings",
+    "install": "install systemd units and a config skeleton",
+    "replay": "parse the raw topic again from a moment on, into the parsed topic",
+    "dlq": "list, show and redrive dead letters",
+    "restore": "write archived points back into an InfluxDB database",
+    "status": "one table: each service's state, lag, last write, DLQ, last archive run",
 }
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_BROKEN_PIPE = 1  # as Python itself exits on EPIPE (docs: "Note on SIGPIPE")
@@ -59,16 +59,21 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def _command(name: str):
+    """The module of ``edge <name>``: one module per subcommand under edge.commands."""
+    return importlib.import_module(f"edge.commands.{name}")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="edge", description="Campus microgrid telemetry pipeline")
     parser.add_argument("--version", action="version", version=f"edge {version()}")
     parser.add_argument("--config", help="TOML settings file (default: $EDGE_CONFIG or /etc/edge/edge.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name == command:
-            importlib.import_module(module_name).add_arguments(p)
+            _command(name).add_arguments(p)
     return parser
 
 
@@ -78,12 +83,12 @@ def _run(argv: list[str], command: str | None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    from edge import logs
-    from edge.settings import LogSettings
+    from edge.runtime import logs
+    from edge.config.settings import LogSettings
 
     # Until the command loads its own settings: anything logged goes to stderr.
     logs.configure(LogSettings(), args.command)
-    module = importlib.import_module(COMMANDS[args.command][0])
+    module = _command(args.command)
     return int(module.run(args) or 0)
 
 
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as exc:
-        from edge.ops.failures import operator_error
+        from edge.core.failures import operator_error
 
         translated = operator_error(exc)
         if translated is None:

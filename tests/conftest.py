@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devtools import services as dev_services
-from edge.settings import AmqpSettings, InfluxSettings, KafkaSettings
+from edge.config.settings import AmqpSettings, InfluxSettings, KafkaSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PATH = ROOT / "sample" / "sample.json"

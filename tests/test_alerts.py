@@ -18,7 +18,7 @@ import pika
 import pytest
 import yaml
 
-from edge.dev.sample_messages import MessageTemplate
+from edge.simulator.messages import MessageTemplate
 from tests.support.pipeline import STAGES, free_port, pipeline, scrape  # noqa: F401 (fixture)
 from tests.support.processes import wait_for
 
@@ -105,9 +105,9 @@ def test_the_scrape_configuration_is_valid_with_the_rules(tmp_path):
 @pytest.fixture(scope="module")
 def exported_metrics() -> set[str]:
     import edge.archive.archiver  # noqa: F401
-    import edge.stages.bridge  # noqa: F401
-    import edge.stages.parse  # noqa: F401
-    import edge.stages.sink  # noqa: F401
+    import edge.bridge.stage  # noqa: F401
+    import edge.parser.stage  # noqa: F401
+    import edge.sink.stage  # noqa: F401
     from prometheus_client import REGISTRY
 
     names: set[str] = set()

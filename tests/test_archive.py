@@ -28,7 +28,7 @@ from moto import mock_aws
 from edge.archive import plan
 from edge.archive.archiver import archive
 from edge.archive.s3 import S3Store
-from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 from edge.query.local import run_local_sql
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -20,7 +20,7 @@ import requests
 
 from edge.archive import plan
 from edge.archive.archiver import archive
-from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 
 INFLUX = InfluxSettings().url
 DAY = date(2023, 7, 1)

@@ -23,7 +23,7 @@ from edge.archive import plan
 from edge.archive.archiver import archive
 from edge.cli import build_parser
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
-from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 from tests.support.influx import query
 
 INFLUX = InfluxSettings().url

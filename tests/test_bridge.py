@@ -14,11 +14,11 @@ import pika
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from edge.amqp.acks import AckTracker
-from edge.amqp.headers import kafka_headers
-from edge.dev.sample_messages import MessageTemplate, schedule
-from edge.settings import AmqpSettings, KafkaSettings, SimulatorSettings
-from edge.dev.simulator import publish
+from edge.bridge.acks import AckTracker
+from edge.bridge.headers import kafka_headers
+from edge.simulator.messages import MessageTemplate, schedule
+from edge.config.settings import AmqpSettings, KafkaSettings, SimulatorSettings
+from edge.simulator.publish import publish
 from edge.kafka.topics import ensure_topics, topic_names
 from tests.support.bridge_io import (
     BackgroundPublisher,

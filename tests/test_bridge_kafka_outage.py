@@ -24,8 +24,8 @@ import boto3
 import pytest
 
 from devtools import services as dev_services
-from edge.settings import AmqpSettings, KafkaSettings, SimulatorSettings
-from edge.dev.simulator import publish
+from edge.config.settings import AmqpSettings, KafkaSettings, SimulatorSettings
+from edge.simulator.publish import publish
 from edge.kafka.topics import ensure_topics
 from tests.conftest import TEST_KAFKA_CLIENT
 from tests.support.bridge_io import BackgroundPublisher, RawTopicReader, delete_queue, queue_ready

@@ -229,7 +229,7 @@ def _value_and_comment(rest: str):
 def test_the_skeletons_comments_state_the_real_defaults():
     """Every commented ``# key = value`` line of deploy/edge.toml is the built-in
     default, unless the line says it is an example."""
-    from edge.settings import SERVICE_SETTINGS
+    from edge.config.settings import SERVICE_SETTINGS
 
     defaults = {}
     for cls in SERVICE_SETTINGS.values():

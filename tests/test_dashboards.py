@@ -41,9 +41,9 @@ def data_model(sample_bytes) -> dict[str, dict[str, set[str]]]:
 def exported_metrics() -> set[str]:
     """Every sample name the services' prometheus_client registry exposes."""
     import edge.archive.archiver  # noqa: F401
-    import edge.stages.bridge  # noqa: F401
-    import edge.stages.parse  # noqa: F401
-    import edge.stages.sink  # noqa: F401
+    import edge.bridge.stage  # noqa: F401
+    import edge.parser.stage  # noqa: F401
+    import edge.sink.stage  # noqa: F401
     from prometheus_client import REGISTRY
 
     names: set[str] = set()

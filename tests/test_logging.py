@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.logs import LibrdkafkaLog, librdkafka_line, same_state, use_console
+from edge.runtime.logs import LibrdkafkaLog, librdkafka_line, same_state, use_console
 from tests.support import influx
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -294,7 +294,7 @@ def test_unusual_keys_and_values_are_escaped_or_skipped(sample_bytes):
     assert conv.fields["with space"] == 1.5
     assert conv.fields["comma,key"] == 2.0
     assert conv.fields["eq=key"] is True
-    # InfluxDB refuses a field named time: it is stored as \time (edge.parsing.names).
+    # InfluxDB refuses a field named time: it is stored as \time (edge.parser.names).
     assert "time" not in conv.fields and conv.fields["\\time"] == 3.0
     assert conv.fields["nested_list_0"] == 1.0 and conv.fields["nested_list_1"] == 2.0
     assert "nothing" not in conv.fields and "words" not in conv.fields
@@ -334,7 +334,7 @@ def test_no_nan_in_any_line_for_any_float_value(sample_bytes):
 
 
 def test_raw_control_characters_inside_strings_keep_their_meaning(sample_bytes):
-    from edge.parsing.decode import decode as _decode
+    from edge.parser.decode import decode as _decode
 
     # One (the sample), several, more than the spot fixes handle, and one after
     # non-ASCII text (where orjson's character position is not the byte offset).

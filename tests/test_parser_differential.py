@@ -5,7 +5,7 @@ huge and tiny numbers, duplicate ids); the parser's lines are written to a fresh
 InfluxDB database; every point read back must equal what an independent walk of
 the JSON says the data model stores: the same series, the same field names, each
 value equal and of the same type (float or boolean), and nothing more. The walk
-below is written from the data model in the README, not from edge.parsing.
+below is written from the data model in the README, not from edge.parser.
 """
 
 from __future__ import annotations

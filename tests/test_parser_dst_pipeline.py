@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 import pika
 
 from edge.core.dlq import header_map
-from edge.dev.sample_messages import MessageTemplate
+from edge.simulator.messages import MessageTemplate
 from tests.support import influx
 from tests.support.kafka import read_all
 from tests.support.pipeline import STAGES, pipeline, scrape, value  # noqa: F401 (fixture)

@@ -73,7 +73,7 @@ def test_influxdb_stores_every_reading_with_its_type(influx_db, sample_bytes):
 # ---------------------------------------------------------------- names InfluxDB treats specially
 #
 # (JSON name, the name InfluxDB stores), per place. Found by writing each to
-# InfluxDB 1.6 and reading it back; the rules are in edge/parsing/names.py.
+# InfluxDB 1.6 and reading it back; the rules are in edge/parser/names.py.
 
 MEASUREMENT_NAMES = [
     ("#field", "\\#field"),  # else the line is a comment: 204, nothing stored

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from edge.parser import parse
-from edge.parsing.points import MAX_DEPTH
+from edge.parser.points import MAX_DEPTH
 from tests.support.lineproto import read_line
 
 TIME_NS = 1_686_342_846 * 10**9

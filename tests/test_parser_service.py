@@ -11,8 +11,8 @@ import pytest
 
 from edge.core.dlq import header_map
 from edge.parser import to_lines
-from edge.dev.sample_messages import MessageTemplate, site_id
-from edge.settings import KafkaSettings
+from edge.simulator.messages import MessageTemplate, site_id
+from edge.config.settings import KafkaSettings
 from edge.kafka.topics import ensure_topics
 from tests.support.kafka import group_lag, produce_all, read_all
 from tests.support.processes import EdgeProcess, wait_for

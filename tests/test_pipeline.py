@@ -11,8 +11,8 @@ import pytest
 
 from edge.core.dlq import header_map
 from edge.parser import to_lines
-from edge.dev.sample_messages import MessageTemplate, schedule
-from edge.settings import AmqpSettings, KafkaSettings
+from edge.simulator.messages import MessageTemplate, schedule
+from edge.config.settings import AmqpSettings, KafkaSettings
 from edge.kafka.topics import ensure_topics
 from tests.support import influx
 from tests.support.bridge_io import BackgroundPublisher, delete_queue

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from edge.dev.sample_messages import MessageTemplate
+from edge.simulator.messages import MessageTemplate
 from edge.ops.replay_plan import OFFSET_END, PartitionRange, Progress, Window, plan
 from edge.parser import parse
 from tests.support.kafka import read_all

@@ -21,8 +21,8 @@ from edge.archive.s3 import S3Store
 from edge.core.errors import NotFoundError, RefusedError
 from edge.ops.restore import restore
 from edge.ops.restore_lines import bodies, escape_key, line_array, value_count
-from edge.ops.restore_source import day_of_key, fields_of
-from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+from edge.archive.reader import day_of_key, fields_of
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 from tests.support import influx
 from tests.support.processes import ROOT
 

@@ -23,9 +23,9 @@ from datetime import datetime
 import pytest
 
 from devtools import services as dev_services
-from edge.amqp import client as amqp_client
-from edge.settings import AmqpSettings, KafkaSettings, SimulatorSettings
-from edge.dev.simulator import publish
+from edge.bridge import amqp as amqp_client
+from edge.config.settings import AmqpSettings, KafkaSettings, SimulatorSettings
+from edge.simulator.publish import publish
 from edge.kafka.topics import ensure_topics, topic_names
 from tests.support.bridge_io import RawTopicReader
 from tests.support.certs import make_pki

@@ -33,7 +33,7 @@ from devtools import services as dev_services
 from edge.archive.archiver import archive
 from edge.influx.errors import Outcome
 from edge.influx.client import InfluxClient
-from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings
 from tests.support.certs import make_pki
 from tests.support.processes import ROOT, EdgeProcess, wait_for
 from tests.test_sink_service import BOOTSTRAP, create_topics, line, produce

@@ -29,8 +29,8 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from devtools import services as dev_services
-from edge.settings import AmqpSettings, SimulatorSettings
-from edge.dev.simulator import publish
+from edge.config.settings import AmqpSettings, SimulatorSettings
+from edge.simulator.publish import publish
 from tests.support.bridge_io import delete_queue, queue_ready
 from tests.support.processes import EdgeProcess, wait_for
 

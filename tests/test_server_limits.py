@@ -21,7 +21,7 @@ from devtools import services as dev_services
 from edge.core.dlq import header_map
 from edge.influx.errors import SERVER_LIMITS, server_limit
 from edge.kafka.topics import ensure_topics
-from edge.settings import KafkaSettings
+from edge.config.settings import KafkaSettings
 from tests.support.influx import query
 from tests.support.kafka import produce_all, read_all
 from tests.support.processes import EdgeProcess, wait_for

@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 
-from edge.core.supervision import Notifier, ServiceRuntime, notify_address, watchdog_interval
-from edge.settings import KafkaSettings, MetricsSettings
+from edge.runtime.supervision import Notifier, ServiceRuntime, notify_address, watchdog_interval
+from edge.config.settings import KafkaSettings, MetricsSettings
 from edge.kafka.topics import ensure_topics
 from tests.support.bridge_io import delete_queue
 from tests.support.processes import EdgeProcess
-from edge.settings import AmqpSettings
+from edge.config.settings import AmqpSettings
 
 
 class NotifySocket:

@@ -11,9 +11,9 @@ from datetime import datetime
 import pika
 import pytest
 
-from edge.dev.sample_messages import MessageTemplate, parse_start, schedule, site_id
-from edge.settings import AmqpSettings, SimulatorSettings
-from edge.dev.simulator import publish
+from edge.simulator.messages import MessageTemplate, parse_start, schedule, site_id
+from edge.config.settings import AmqpSettings, SimulatorSettings
+from edge.simulator.publish import publish
 from tests.conftest import ROOT
 
 START = datetime(2024, 1, 2, 3, 4, 5)

@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from devtools import services as dev_services
 from edge.core.dlq import header_map
 from edge.influx.client import InfluxClient
-from edge.settings import InfluxSettings
+from edge.config.settings import InfluxSettings
 from tests.support.processes import EdgeProcess, wait_for
 
 BOOTSTRAP = "127.0.0.1:19092"

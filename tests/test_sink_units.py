@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from edge.stages.sink_batch import BatchLimits, body_is_clean, record_problem, split_bad_records, take_counts, write_due
+from edge.sink.batch import BatchLimits, body_is_clean, record_problem, split_bad_records, take_counts, write_due
 from edge.influx.errors import (
     Outcome,
     classify,
@@ -20,7 +20,7 @@ from edge.influx.errors import (
     unparsable_lines,
 )
 from edge.influx.client import InfluxClient
-from edge.settings import InfluxSettings
+from edge.config.settings import InfluxSettings
 from edge.core.backoff import Backoff
 
 LIMITS = BatchLimits(max_lines=4, max_bytes=100, max_age_s=1.0)

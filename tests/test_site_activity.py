@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from edge.parser import parse
-from edge.stages.site_activity import SiteMetrics, SiteTracker, site_of_raw, site_of_series_key
+from edge.parser.site_activity import SiteMetrics, SiteTracker, site_of_raw, site_of_series_key
 
 
 def _sample(site: str, timestamp: str = "2024-06-01 00:00:00") -> bytes:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.settings import AmqpSettings, KafkaSettings
+from edge.config.settings import AmqpSettings, KafkaSettings
 from edge.kafka.topics import ensure_topics
 from tests.support import influx
 from tests.support.bridge_io import delete_queue
@@ -199,7 +199,7 @@ def test_every_secret_file_the_shipped_config_names_is_a_slot_the_units_load():
     import tomllib
 
     from edge.ops.install import CREDENTIALS, named_slots
-    from edge.settings import SERVICE_SETTINGS
+    from edge.config.settings import SERVICE_SETTINGS
 
     config = tomllib.loads((ROOT / "deploy" / "edge.toml").read_text())
     named = named_slots(ROOT / "deploy" / "edge.toml")

@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from edge.kafka.topics import Drift, broker_refusal, config_drift, ensure_topics, topic_configs
-from edge.settings import KafkaSettings
+from edge.config.settings import KafkaSettings
 from tests.conftest import ROOT
 
 DAY_MS = 24 * 3600 * 1000

@@ -28,7 +28,7 @@ from edge.archive import plan
 from edge.archive.archiver import WrittenPart, archive, part_record
 from edge.archive.s3 import S3Store
 from edge.archive.store import FileDigest, manifest_bytes
-from edge.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 from lambdas.upload import handler as upload
 from lambdas.upload.layout import MANIFEST_NAME
 

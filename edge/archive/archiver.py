@@ -52,7 +52,7 @@ from edge.archive.export import InfluxArchiveSource, InfluxUnreachable
 from edge.archive.parquet_file import WindowFailed, WrittenPart, write_window
 from edge.archive.store import ArchiveStore, FileDigest, LocalStore
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
-from edge.settings import ArchiveSettings
+from edge.config.settings import ArchiveSettings
 
 ROWS_EXPORTED = Gauge("edge_archive_rows_exported", "Rows exported to Parquet in this run")
 WINDOWS_DONE = Gauge("edge_archive_windows_done", "Windows handled in this run (exported, skipped or failed)")
@@ -592,9 +592,9 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.logs import configure
+    from edge.runtime.logs import configure
 
-    from edge.core.supervision import ServiceRuntime
+    from edge.runtime.supervision import ServiceRuntime
 
     check_arguments(args)
     settings = ArchiveSettings.load(getattr(args, "config", None))
@@ -607,7 +607,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         textfile = settings.archive.metrics_textfile
         if textfile and not args.dry_run:  # the run's outcome outlives the process
-            from edge.ops.textfile import load_gauge, write_textfile
+            from edge.runtime.textfile import load_gauge, write_textfile
 
             if code != 0:
                 load_gauge(textfile, LAST_SUCCESS)

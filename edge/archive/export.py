@@ -20,8 +20,8 @@ from edge.archive import plan
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.client import InfluxClient
 from edge.influx.errors import error_message
-from edge.ops.failures import socket_reason
-from edge.settings import InfluxSettings
+from edge.core.failures import socket_reason
+from edge.config.settings import InfluxSettings
 
 # Least privilege for the archiver (InfluxDB 1.x): READ on the database to plan,
 # count and export, and WRITE on it for the bounded DELETE (InfluxDB asks for

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from edge.archive.store import FileDigest, manifest_bytes
-from edge.settings import S3Settings
+from edge.config.settings import S3Settings
 
 MB = 1024 * 1024
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import requests
 
 from edge.influx.errors import Outcome, WriteResult, classify, error_message
-from edge.settings import InfluxSettings
+from edge.config.settings import InfluxSettings
 
 
 def _quote_ident(name: str) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from edge.logs import librdkafka_logger
-from edge.settings import KafkaSettings
+from edge.runtime.logs import librdkafka_logger
+from edge.config.settings import KafkaSettings
 
 # Properties an operator may not override: they are the at-least-once contract.
 _PRODUCER_FIXED = {"acks": "all", "enable.idempotence": True}

@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 
 from edge.core.dlq import dlq_headers
 from edge.kafka.config import producer_config
-from edge.settings import KafkaSettings
+from edge.config.settings import KafkaSettings
 
 
 class StageProducer:

@@ -1,6 +1,6 @@
 """The consumer side every Kafka stage shares: one loop, one place offsets are committed.
 
-A stage (``edge.stages.parse``, ``edge.stages.sink``) implements ``Stage``: what to
+A stage (``edge.parser.stage``, ``edge.sink.stage``) implements ``Stage``: what to
 do with fetched records and which offsets its work has made safe to commit. The
 runner owns the rest, once for all stages:
 

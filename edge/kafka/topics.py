@@ -38,7 +38,7 @@ from confluent_kafka.admin import (
 
 from edge.core.errors import UnreachableError
 from edge.kafka.config import admin_config
-from edge.settings import KafkaSettings, TopicsSettings
+from edge.config.settings import KafkaSettings, TopicsSettings
 
 TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0

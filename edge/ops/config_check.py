@@ -1,17 +1,17 @@
 """``edge config check``: validate a settings file, print what each service would use.
 
-Every service's settings class (``edge.settings.SERVICE_SETTINGS``) loads the file
+Every service's settings class (``edge.config.settings.SERVICE_SETTINGS``) loads the file
 exactly as the service itself would (TOML, then ``EDGE_*`` environment on top), so
 a file that passes here starts every service: types, ranges, enums, URL schemes,
 time zones, secret files that exist and are not empty, no unknown key or section
-(``edge.settings``), and on top of that the ``[kafka.client]`` properties as
-librdkafka itself judges them, without connecting (``edge.ops.kafka_properties``).
+(``edge.config.settings``), and on top of that the ``[kafka.client]`` properties as
+librdkafka itself judges them, without connecting (``edge.kafka.properties``).
 
 Each problem is printed once (stderr), located: ``file:line`` of the key, or the
 ``EDGE_*`` variable that set it, with "did you mean" for an unknown key. The
 services that loaded are printed anyway (stdout, TOML or JSON), one table per
-service (``[bridge.amqp]``, ...), secrets masked (``edge.ops.masking``), and where
-each secret comes from (``edge.ops.secret_sources``): a file, the environment, or
+service (``[bridge.amqp]``, ...), secrets masked (``edge.config.masking``), and where
+each secret comes from (``edge.config.secret_sources``): a file, the environment, or
 a built-in development default, which is shown as such and never masked.
 
 Secret files named relative (``password_file = "amqp_password"``) are read from
@@ -37,11 +37,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge.core.errors import ConfigError, UsageError
-from edge.ops import kafka_properties
-from edge.ops.config_problems import Problem, dotted, key_lines, locate
-from edge.ops.masking import MASK, looks_secret, mask_url, masked  # noqa: F401 (public here too)
-from edge.ops.secret_sources import SecretSource, secret_sources
-from edge.settings import (
+from edge.kafka import properties as kafka_properties
+from edge.config.problems import Problem, dotted, key_lines, locate
+from edge.config.masking import MASK, looks_secret, mask_url, masked  # noqa: F401 (public here too)
+from edge.config.secret_sources import SecretSource, secret_sources
+from edge.config.settings import (
     SERVICE_SETTINGS,
     KafkaSettings,
     SettingsError,

@@ -29,13 +29,13 @@ import structlog
 from edge.core.dlq import REDRIVE_TARGET, redrive_headers
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.core.lifecycle import StopSignal
-from edge.core.supervision import ServiceRuntime
+from edge.runtime.supervision import ServiceRuntime
 from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import StageProducer
 from edge.ops.dlq_view import Letter, Selection, parse_address, parse_range, row, safe_text, table
-from edge.ops.moments import epoch_ms, moment
-from edge.ops.topic_reader import TopicReader
-from edge.settings import KafkaSettings, MetricsSettings, TopicsSettings
+from edge.core.moments import epoch_ms, moment
+from edge.kafka.topic_reader import TopicReader
+from edge.config.settings import KafkaSettings, MetricsSettings, TopicsSettings
 
 GROUP_ID = "edge-ops-dlq"  # never joined, never committed: assign-only reads
 DELIVERY_TIMEOUT_S = 60.0

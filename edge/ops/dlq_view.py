@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from edge.core.dlq import DeadLetter, Header
 from edge.core.errors import UsageError
-from edge.stages.site_activity import site_of_raw, site_of_series_key
+from edge.parser.site_activity import site_of_raw, site_of_series_key
 
 
 @dataclass(frozen=True)

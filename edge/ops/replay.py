@@ -27,15 +27,15 @@ from datetime import UTC, datetime
 from prometheus_client import Counter
 
 from edge.core.errors import UnreachableError, UsageError
-from edge.core.supervision import ServiceRuntime
+from edge.runtime.supervision import ServiceRuntime
 from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import DeadLetters, StageProducer
-from edge.ops.moments import epoch_ms, moment
+from edge.core.moments import epoch_ms, moment
 from edge.ops.replay_plan import Progress, Window, plan
-from edge.ops.topic_reader import TopicReader
+from edge.kafka.topic_reader import TopicReader
 from edge.parser import ParseError, TimeZones, parse
-from edge.settings import ParserSettings
-from edge.stages.site_activity import site_of_raw, site_of_series_key
+from edge.config.settings import ParserSettings
+from edge.parser.site_activity import site_of_raw, site_of_series_key
 
 DLQ_RECORDS = Counter("edge_replay_dlq_records", "Raw messages a replay sent to the DLQ", ["reason"])
 DEFAULT_GROUP = "edge-replay"
@@ -180,7 +180,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge import logs
+    from edge.runtime import logs
     from edge.core.lifecycle import StopSignal
 
     settings = ParserSettings.load(getattr(args, "config", None))

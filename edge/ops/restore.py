@@ -28,10 +28,10 @@ import pyarrow.compute as pc
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
 from edge.influx.errors import Outcome
 from edge.influx.client import InfluxClient
-from edge.ops.moments import moment
+from edge.core.moments import moment
 from edge.ops.restore_lines import bodies, line_array, value_count
-from edge.ops.restore_source import ArchivedPart, ArchiveReader, fields_of
-from edge.settings import ArchiveSettings
+from edge.archive.reader import ArchivedPart, ArchiveReader, fields_of
+from edge.config.settings import ArchiveSettings
 
 READ_ROWS = 50_000
 WRITE_ATTEMPTS = 8
@@ -182,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge import logs
+    from edge.runtime import logs
 
     settings = ArchiveSettings.load(getattr(args, "config", None))
     log = logs.configure(settings.log, "restore")

@@ -186,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.settings import StatusSettings
+    from edge.config.settings import StatusSettings
 
     settings = StatusSettings.load(getattr(args, "config", None))
     ports = {**default_ports(), **dict(args.port)}

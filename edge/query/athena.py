@@ -25,7 +25,7 @@ import boto3
 from botocore.config import Config
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
-from edge.settings import AthenaSettings, S3Settings
+from edge.config.settings import AthenaSettings, S3Settings
 
 RUNNING_STATES = frozenset({"QUEUED", "RUNNING"})
 FAILED_STATES = frozenset({"FAILED", "CANCELLED"})

@@ -11,8 +11,8 @@ from collections import Counter
 import pika
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from edge.settings import AmqpSettings, SimulatorSettings
-from edge.dev.simulator import SimulationSummary, publish
+from edge.config.settings import AmqpSettings, SimulatorSettings
+from edge.simulator.publish import SimulationSummary, publish
 
 
 def _channel(amqp: AmqpSettings):

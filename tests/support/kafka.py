@@ -7,7 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from edge.settings import KafkaSettings
+from edge.config.settings import KafkaSettings
 
 
 def produce_all(kafka: KafkaSettings, topic: str, values: list[bytes], headers=None) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.settings import AmqpSettings, KafkaSettings
+from edge.config.settings import AmqpSettings, KafkaSettings
 from edge.kafka.topics import ensure_topics
 from tests.support import influx
 from tests.support.bridge_io import delete_queue

@@ -1,0 +1,206 @@
+"""``edge parse``: Kafka raw topic -> parsed topic (one record per point) and DLQ.
+
+The parser's own protocol; consuming, committing, rebalancing and stopping are
+``edge.kafka.runner``'s. For each raw message (``edge.parser.parse``):
+
+- every point -> ``<prefix>.parsed``, value = the line-protocol line, key = the
+  series key (measurement + sorted tags), so one series stays on one partition;
+- unusable message -> ``<prefix>.dlq``: the original bytes and headers, plus
+  ``dlq.*`` headers with the reason and the source topic/partition/offset;
+- partly unusable message -> its usable points as above, and the original to the
+  DLQ as ``partial`` with what was wrong, so nothing is silently lost.
+
+A raw offset may be committed only after every output of that message (and of
+every message before it on its partition) was acknowledged by Kafka
+(``edge.kafka.offsets``). A failed delivery rewinds that partition to its first
+unfinished message, in a new generation of the tracker so that late reports from
+before the rewind count for nothing; redelivery downstream is harmless (InfluxDB
+overwrites an identical series+time). A revoked partition's outputs are flushed
+before its offsets are committed and it is handed over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from prometheus_client import Counter, Gauge
+
+from edge.core.backoff import Backoff
+from edge.runtime.supervision import ServiceRuntime, start_service
+from edge.kafka.health import KafkaHealth
+from edge.kafka.offsets import OffsetTracker, Ticket
+from edge.kafka.producer import DeadLetters, StageProducer
+from edge.kafka.runner import StageRunner
+from edge.parser import ParseError, TimeZones, parse, received_at_ns
+from edge.parser.metrics import count_error, count_result
+from edge.config.settings import ParserSettings
+from edge.parser.site_activity import SiteMetrics, site_of_raw
+
+MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
+POINTS_OUT = Counter("edge_parser_points", "Points produced to the parsed topic")
+DLQ_RECORDS = Counter("edge_parser_dlq_records", "Raw messages sent to the DLQ", ["reason"])
+DROPPED_VALUES = Counter("edge_parser_dropped_values", "NaN/infinite readings dropped")
+EMPTY_POINTS = Counter("edge_parser_empty_points", "Points not emitted: no field left")
+REWINDS = Counter("edge_parser_rewinds", "Partitions rewound after a failed delivery")
+IN_FLIGHT = Gauge("edge_parser_in_flight", "Produced records not yet acknowledged")
+LAST_COMMIT = Gauge("edge_parser_last_commit_timestamp", "Unix time of the last successful commit")
+CONSUMER_LAG = Gauge("edge_parser_consumer_lag", "Raw records not yet fetched, per partition", ["partition"])
+
+HANDOVER_FLUSH_S = 6.0
+REWIND_FLUSH_S = 10.0
+
+
+class ParseStage:
+    """Raw message -> points and dead letters; which raw offsets are done."""
+
+    def __init__(self, settings: ParserSettings, producer: StageProducer, log, *, stop, seek):
+        kafka = settings.kafka
+        self.parsed_topic = kafka.parsed_topic
+        self.zones = TimeZones.from_names(settings.parser.default_timezone, settings.parser.site_timezones)
+        self.max_in_flight = settings.parser.max_in_flight
+        self.producer = producer
+        self.dead = DeadLetters(producer, kafka.dlq_topic, "parser", DLQ_RECORDS)
+        self.log = log
+        self.stop = stop
+        self.seek = seek
+        self.sites = SiteMetrics(settings.parser.site_metrics_forget_after_s, settings.parser.site_metrics_max_sites)
+        self.tracker = OffsetTracker()
+        self.failed: set[int] = set()  # partitions with a failed delivery, to rewind
+        self.rewind_backoff = Backoff(0.5, 10.0)
+
+    # ------------------------------------------------------------ Stage protocol
+
+    def assigned(self, partitions: list[int]) -> None:
+        pass
+
+    def handover(self, partitions: list[int]) -> None:
+        self.producer.flush(HANDOVER_FLUSH_S)  # their outputs acknowledged, then committed
+
+    def release(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.tracker.forget(partition)
+            self.failed.discard(partition)
+
+    def wants_messages(self) -> bool:
+        if self.tracker.in_flight < self.max_in_flight:
+            return True
+        self.producer.poll(0.1)  # backpressure: wait for acknowledgements
+        return False
+
+    def poll_timeout(self) -> float:
+        # consume() waits this long to fill a batch: at field rates that wait is
+        # latency, so keep it short (an idle loop costs 20 cheap iterations a second).
+        return 0.05
+
+    def process(self, messages: list) -> None:
+        for msg in messages:
+            if msg.partition() in self.failed:
+                continue  # read again after the rewind
+            if not self._handle(msg):
+                return  # stopping: the rest is read again after the restart
+        self.producer.poll(0)
+
+    def step(self) -> None:
+        self.producer.poll(0)  # delivery reports: what completes offsets
+        if self.failed:
+            self._rewind()
+        IN_FLIGHT.set(self.tracker.in_flight)
+
+    def positions(self) -> dict[int, int]:
+        return self.tracker.positions()
+
+    def drain(self, deadline: float) -> None:
+        remaining = self.producer.flush(deadline - time.monotonic())
+        if remaining:
+            self.log.warning("stopping_with_unacknowledged_records", records=remaining)
+
+    def close(self, deadline: float) -> dict:
+        return {"unacknowledged_records": len(self.producer)}
+
+    # ------------------------------------------------------------ one raw message
+
+    def _handle(self, msg) -> bool:
+        MESSAGES_IN.inc()
+        raw = msg.value()
+        try:
+            result = parse(raw if raw is not None else b"", self.zones,
+                           received_at_ns=received_at_ns(msg.headers(), msg.timestamp()))
+        except ParseError as exc:
+            count_error(exc)
+            self.sites.seen(site_of_raw(raw))
+            ticket = self.tracker.begin(msg.partition(), msg.offset(), 1)
+            return self.dead.send(msg, exc.reason, str(exc), self._delivered(ticket))
+        count_result(result)
+        points = result.points
+        self.sites.seen_points(points)
+        ticket = self.tracker.begin(msg.partition(), msg.offset(), len(points) + (1 if result.problems else 0))
+        delivered = self._delivered(ticket)
+        produce = self.producer.produce
+        topic = self.parsed_topic
+        for key, line in points:
+            if not produce(topic, line, key=key, on_delivery=delivered):
+                return False
+        POINTS_OUT.inc(len(points))
+        if result.dropped_values:
+            DROPPED_VALUES.inc(result.dropped_values)
+        if result.empty_points:
+            EMPTY_POINTS.inc(result.empty_points)
+        if result.problems:
+            return self.dead.send(msg, "partial", "; ".join(result.problems), delivered)
+        return True
+
+    def _delivered(self, ticket: Ticket):
+        tracker = self.tracker
+        failed = self.failed
+
+        def delivered(err, _msg) -> None:
+            if err is not None:
+                failed.add(ticket.partition)
+            else:
+                tracker.done(ticket)
+
+        return delivered
+
+    def _rewind(self) -> None:
+        """Wait for outstanding deliveries, then read failed partitions again from
+        their first unfinished message, after a growing pause (the next hop is
+        struggling: do not spin)."""
+        self.producer.flush(REWIND_FLUSH_S)
+        partitions = sorted(self.failed)
+        self.failed.clear()
+        for partition in partitions:
+            start = self.tracker.first_incomplete(partition)
+            self.tracker.forget(partition)
+            if start is None:
+                continue
+            REWINDS.inc()
+            self.log.warning("partition_rewound", partition=partition, offset=start)
+            self.seek(partition, start)
+        self.stop.wait(self.rewind_backoff.next_delay())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group-id", help="consumer group (default from [parser] group_id)")
+
+
+def build(settings: ParserSettings, stop, log, supervisor=None) -> tuple[StageRunner, ParseStage]:
+    """The parser's runner and stage, wired (``run`` and the benchmarks use it)."""
+    supervisor = supervisor or ServiceRuntime("parser", settings.metrics, log, env={})
+    kafka = settings.kafka
+    health = KafkaHealth(log, supervisor)
+    runner = StageRunner(service="parser", topic=kafka.raw_topic, group_id=settings.parser.group_id, kafka=kafka,
+                         stop=stop, supervisor=supervisor, log=log, health=health, lag_gauge=CONSUMER_LAG,
+                         last_commit_gauge=LAST_COMMIT, consume_batch=500, commit_interval_s=1.0,
+                         shutdown_s=HANDOVER_FLUSH_S)
+    producer = StageProducer(kafka, "edge-parser", stop=stop, supervisor=supervisor, health=health)
+    return runner, ParseStage(settings, producer, runner.log, stop=stop, seek=runner.seek)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ParserSettings.load(args.config)
+    if args.group_id:
+        settings.parser.group_id = args.group_id
+    log, stop, supervisor = start_service("parser", settings)
+    runner, stage = build(settings, stop, log, supervisor)
+    return runner.run(stage, f"parsing {settings.kafka.raw_topic} -> {settings.kafka.parsed_topic}")

@@ -1,0 +1,271 @@
+"""``edge sink``: Kafka parsed topic -> InfluxDB 1.x, committing only what InfluxDB stored.
+
+The sink's own protocol; consuming, committing, rebalancing and stopping are
+``edge.kafka.runner``'s. Records (value = one line-protocol line) are held per
+partition and written in batches bounded by lines, bytes and age
+(``edge.sink.batch``), one request per partition, by ``write_concurrency``
+worker threads (``edge.sink.write_pool``; at most one request per partition in
+flight, so positions only move forward) while the main thread keeps consuming.
+After a batch (``edge.sink.write``):
+
+- 2xx: the partition's position (last written + 1) may be committed.
+- 400: the refused lines go to ``<prefix>.dlq`` (reason ``influx_rejected``,
+  InfluxDB's message, source offset); the rest is stored; the position moves once
+  the DLQ acknowledged.
+- InfluxDB down, 5xx, auth or config trouble: fetching is paused, the batch is
+  retried with capped jittered backoff (one probe request at a time), then fetching
+  resumes. Nothing moves meanwhile; memory stays bounded because fetching stops
+  (records past the buffer bound are dropped and their partition seeks back).
+
+A record that is not one UTF-8 line goes to the DLQ as ``bad_record``.
+Rebalance: a revoked partition's unwritten records are dropped (its new owner
+reads them again from the committed offset; a second write is harmless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from edge.core.backoff import Backoff
+from edge.runtime.supervision import ServiceRuntime, start_service
+from edge.influx.errors import Outcome, WriteResult, server_limit
+from edge.influx.client import InfluxClient
+from edge.kafka.health import KafkaHealth
+from edge.kafka.producer import DeadLetters, StageProducer
+from edge.kafka.runner import StageRunner
+from edge.config.settings import SinkSettings
+from edge.sink.batch import BatchLimits, PartitionBuffer, take_counts, write_due
+from edge.sink.buffers import SinkBuffers
+from edge.sink.write import DatabaseGate, perform_write
+from edge.sink.write_pool import WritePool, WriteRequest
+
+LINES_WRITTEN = Counter("edge_sink_lines_written", "Lines InfluxDB stored (2xx), committed after")
+BATCHES_WRITTEN = Counter("edge_sink_batches_written", "Write requests InfluxDB answered 2xx or 400")
+WRITE_RETRIES = Counter("edge_sink_write_retries", "Write attempts that failed and will be retried")
+DLQ_RECORDS = Counter("edge_sink_dlq_records", "Records sent to the DLQ", ["reason"])
+SERVER_LIMIT_DROPS = Counter("edge_sink_server_limit_drops",
+                             "Lines InfluxDB dropped for a server limit (in the DLQ as influx_rejected)", ["reason"])
+BATCH_LINES = Histogram("edge_sink_batch_lines", "Records per write request that InfluxDB answered",
+                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000))
+LAST_WRITE = Gauge("edge_sink_last_write_timestamp", "Unix time of the last batch InfluxDB stored")
+LAST_COMMIT = Gauge("edge_sink_last_commit_timestamp", "Unix time of the last successful commit")
+CONSUMER_LAG = Gauge("edge_sink_consumer_lag", "Parsed records not yet fetched, per partition", ["partition"])
+
+
+class SinkStage:
+    def __init__(self, settings: SinkSettings, runner: StageRunner, producer: StageProducer, log):
+        self.settings = settings
+        self.options = settings.sink
+        self.log = log
+        self.runner = runner
+        self.producer = producer
+        self.dead = DeadLetters(producer, settings.kafka.dlq_topic, "sink", DLQ_RECORDS)
+        self.limits = BatchLimits(max_lines=self.options.batch_max_lines, max_bytes=self.options.batch_max_bytes,
+                                  max_age_s=self.options.batch_max_age_s)
+        self.buffers = SinkBuffers(self.options, runner, log)
+        self.backoff = Backoff(self.options.retry_initial_s, self.options.retry_max_s)
+        gate = DatabaseGate(settings.influxdb.create_database, self.options.retention_duration)
+        self.pool = WritePool(max(1, self.options.write_concurrency), lambda r, w: perform_write(r, w, gate),
+                              lambda: InfluxClient(settings.influxdb, connect_timeout_s=self.options.connect_timeout_s))
+        self.written: dict[int, int] = {}  # partition -> next offset to commit
+        self.failing: WriteResult | None = None  # last failure while InfluxDB is unavailable
+        self.retry_at = 0.0
+        self.connected_logged = False
+        self.stop_deadline: float | None = None
+
+    # ------------------------------------------------------------ Stage protocol
+
+    def assigned(self, partitions: list[int]) -> None:
+        self.buffers.assigned(partitions)
+
+    def handover(self, partitions: list[int]) -> None:
+        pass  # unwritten records are read again by the new owner from the commit
+
+    def release(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.written.pop(partition, None)
+        self.buffers.release(partitions)
+
+    def wants_messages(self) -> bool:
+        for request in self.pool.completed():
+            self._finish(request)
+        self._submit_due(time.monotonic())
+        if self.pool.free == 0 and self.buffers.lines >= self.limits.max_lines * (self.pool.size + 1):
+            # Every writer is busy and the next requests are ready: let InfluxDB catch
+            # up before fetching more (librdkafka's own prefetch queue is bounded).
+            for request in self.pool.completed(timeout=0.5):
+                self._finish(request)
+            return False
+        return True
+
+    def poll_timeout(self) -> float:
+        if self.pool.in_flight:
+            return 0.005  # a write may finish any moment: look again soon
+        now = time.monotonic()
+        if self.failing is not None:
+            return max(0.0, min(0.5, self.retry_at - now))
+        # consume() waits this long to fill a batch; a record's age only starts once
+        # it is taken, so an idle sink looks again within half a batch age.
+        idle = self.limits.max_age_s / 2
+        return max(0.0, min(idle, self.buffers.next_due(self.limits.max_age_s, now)))
+
+    def process(self, messages: list) -> None:
+        self.buffers.take(messages, time.monotonic())
+
+    def step(self) -> None:
+        self.buffers.update_pause(influx_failing=self.failing is not None)
+
+    def positions(self) -> dict[int, int]:
+        return self.written
+
+    def drain(self, deadline: float) -> None:
+        """Write what is held (one last try even while InfluxDB was failing: it may
+        be back), as long as the deadline allows; abandon what is still running."""
+        self.stop_deadline = deadline
+        self.failing = None
+        while time.monotonic() < deadline:
+            self._submit_due(time.monotonic(), everything=True)
+            if not self.pool.in_flight:
+                break
+            for request in self.pool.completed(timeout=min(0.2, max(0.01, deadline - time.monotonic()))):
+                self._finish(request)
+            if self.failing is not None:
+                break
+
+    def close(self, deadline: float) -> dict:
+        self.producer.flush(max(0.0, deadline - time.monotonic()))
+        return {"unwritten_lines_left_uncommitted": self.buffers.lines}
+
+    # ------------------------------------------------------------ requests
+
+    def _submit_due(self, now: float, *, everything: bool = False) -> None:
+        """Hand due partitions' records to free writers, one request per partition;
+        while InfluxDB is failing, one probe request once the backoff has elapsed."""
+        if self.failing is not None:
+            if now < self.retry_at or self.pool.in_flight:
+                return
+            budget = 1
+        else:
+            budget = self.pool.free
+        for buf in self.buffers.oldest_first(now):
+            if budget <= 0:
+                return
+            if not buf.records or self.buffers.is_writing(buf):
+                continue
+            if not everything and not write_due(len(buf.records), buf.nbytes, buf.oldest_at, now, self.limits):
+                continue
+            self._submit(buf, now)
+            budget -= 1
+
+    def _submit(self, buf: PartitionBuffer, now: float) -> None:
+        if len(buf.records) <= self.limits.max_lines and buf.nbytes + len(buf.records) <= self.limits.max_bytes:
+            n, nbytes = len(buf.records), buf.nbytes
+        else:
+            n = take_counts([[len(m) for m in buf.records]], self.limits)[0]
+            nbytes = sum(len(m) for m in buf.records[:n])
+        records = buf.records[:n]
+        del buf.records[:n]
+        buf.nbytes -= nbytes
+        buf.oldest_at = now if buf.records else None  # what stays was fetched later
+        self.buffers.submitted(buf, n, nbytes)
+        self.pool.submit(WriteRequest(buf, records, nbytes))
+
+    def _finish(self, request: WriteRequest) -> None:
+        """Back in the main thread: move the position, or put the records back."""
+        buf = request.buffer
+        if not self.buffers.owns(buf):
+            # Revoked (or revoked and assigned again) meanwhile: not ours any more;
+            # whoever owns the partition now reads these records again.
+            return
+        ok = request.result is not None and request.result.ok
+        if ok and request.dead:
+            ok = self._dead_letter(request.dead)
+        if not ok:
+            self.buffers.put_back(request, time.monotonic())
+            if request.result is not None and not request.result.ok:
+                self._fail(request.result)
+            return
+        self.buffers.written(request)
+        self.written[buf.partition] = request.records[-1].offset() + 1
+        LINES_WRITTEN.inc(request.written)
+        BATCHES_WRITTEN.inc()
+        BATCH_LINES.observe(len(request.records))
+        LAST_WRITE.set_to_current_time()
+        for _msg, reason, why in request.dead:
+            if reason == "influx_rejected" and (limit := server_limit(why)):
+                SERVER_LIMIT_DROPS.labels(reason=limit).inc()
+        if self.failing is not None:
+            self.log.info("influxdb_available", after_attempts=self.backoff.attempts,
+                          last_error=self.failing.error[:300])
+            self.runner.supervisor.status(f"writing {self.runner.topic} -> {self.settings.influxdb.database}")
+            self.failing = None
+            self.backoff.reset()
+        if not self.connected_logged:
+            self.connected_logged = True
+            self.log.info("influxdb_connected", influxdb=self.settings.influxdb.url,
+                          database=self.settings.influxdb.database,
+                          retention_policy=self.settings.influxdb.retention_policy)
+
+    def _dead_letter(self, dead: list[tuple[object, str, str]]) -> bool:
+        """Produce the records to the DLQ and wait for every acknowledgement."""
+        failures: list[str] = []
+
+        def delivered(err, _msg) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for msg, reason, why in dead:
+            if not self.dead.send(msg, reason, why, delivered):
+                failures.append("stopping")
+                break
+        timeout = self.options.dlq_timeout_s
+        if self.stop_deadline is not None:
+            timeout = max(0.1, min(timeout, self.stop_deadline - time.monotonic()))
+        remaining = self.producer.flush(timeout)
+        if remaining or failures:
+            error = failures[0] if failures else f"{remaining} DLQ records not acknowledged in time"
+            self._fail(WriteResult(Outcome.RETRY, None, f"DLQ produce failed: {error}"))
+            return False
+        return True
+
+    def _fail(self, result: WriteResult) -> None:
+        WRITE_RETRIES.inc()
+        delay = self.backoff.next_delay()
+        self.retry_at = time.monotonic() + delay
+        if self.failing is None:
+            self.log.warning("influxdb_unavailable", status=result.status, error=result.error[:500],
+                             retry_in_s=round(delay, 2))
+            self.runner.supervisor.status("InfluxDB unavailable: paused, retrying")
+        self.failing = result
+        self.buffers.pause("influxdb_unavailable")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group-id", help="consumer group (default: sink.group_id)")
+
+
+def build(settings: SinkSettings, stop, log, supervisor=None) -> tuple[StageRunner, SinkStage]:
+    """The sink's runner and stage, wired (``run`` and the benchmarks use it)."""
+    supervisor = supervisor or ServiceRuntime("sink", settings.metrics, log, env={})
+    options, kafka = settings.sink, settings.kafka
+    health = KafkaHealth(log, supervisor)
+    runner = StageRunner(service="sink", topic=kafka.parsed_topic, group_id=options.group_id, kafka=kafka,
+                         stop=stop, supervisor=supervisor, log=log, health=health, lag_gauge=CONSUMER_LAG,
+                         last_commit_gauge=LAST_COMMIT, consume_batch=options.batch_max_lines,
+                         commit_interval_s=0.2, shutdown_s=options.shutdown_flush_s)
+    producer = StageProducer(kafka, "edge-sink-dlq", stop=stop, supervisor=supervisor, health=health)
+    return runner, SinkStage(settings, runner, producer, runner.log)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = SinkSettings.load(getattr(args, "config", None))
+    if getattr(args, "group_id", None):
+        settings.sink.group_id = args.group_id
+    log, stop, supervisor = start_service("sink", settings)
+    log.info("starting", influxdb=settings.influxdb.url, database=settings.influxdb.database,
+             write_concurrency=settings.sink.write_concurrency)
+    runner, stage = build(settings, stop, log, supervisor)
+    return runner.run(stage, f"writing {settings.kafka.parsed_topic} -> {settings.influxdb.database}")
