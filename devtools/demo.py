@@ -71,15 +71,6 @@ def _start_service(name: str, log_dir: Path) -> subprocess.Popen:
     )
 
 
-def _stop_service(name: str, proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        raise RuntimeError(f"{name} exited early with {proc.returncode}: see var/demo/{name}.log")
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(15)
-    if code != 0:
-        raise RuntimeError(f"{name} exited with {code} on SIGTERM: see var/demo/{name}.log")
-
-
 def _latest_values(url: str, db: str) -> list[str]:
     wanted = [
         ("field1", "soc", "battery SoC %"),
