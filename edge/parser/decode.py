@@ -39,6 +39,7 @@ def _escape_control_bytes(raw: bytes) -> bytes | None:
 
 
 _CONTROL_SET = frozenset(_CONTROL)
+_BOM = b"\xef\xbb\xbf"
 _MAX_SPOT_FIXES = 8
 
 
@@ -52,6 +53,10 @@ def decode(raw: bytes) -> object:
     except orjson.JSONDecodeError as exc:
         at = exc.pos
     raw = bytes(raw)
+    if raw.startswith(_BOM):
+        # RFC 8259 lets a reader ignore a byte-order mark; gateways on Windows
+        # stacks send one. Off the hot path: only after orjson refused the bytes.
+        return decode(raw[len(_BOM):])
     # The gateway's usual fault: a raw control character inside a string. orjson
     # says where it stopped; escape that character and go on (a few times at most,
     # and only where the byte there really is one), else take the general path.

@@ -18,6 +18,8 @@ clock that is wrong, or a replay long after the fact) tells nothing: it is not u
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Iterable, Mapping
@@ -67,6 +69,7 @@ def _zone(name: str) -> tzinfo:
 UTC_ONLY = TimeZones()
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\Z")
 _MIN_NS = 1  # never a point at time 0 (or before the epoch)
 _MAX_NS = 9_223_372_036_854_775_806  # InfluxDB's largest timestamp (2262-04-11)
 
@@ -78,8 +81,8 @@ def timestamp_ns(value: object, zone: tzinfo, received_at_ns: int | None = None)
         raise ParseError(f"header.timestamp missing or not a string: {value!r:.60}")
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ParseError(f"header.timestamp not 'YYYY-MM-DD HH:MM:SS': {value!r:.60}") from None
+    except ValueError as exc:
+        raise ParseError(_not_a_moment(value, exc)) from None
     outcome = UNAMBIGUOUS
     if moment.tzinfo is not None:
         ns = _ns(moment, value)
@@ -88,6 +91,14 @@ def timestamp_ns(value: object, zone: tzinfo, received_at_ns: int | None = None)
     else:
         ns, outcome = _local_ns(moment, zone, value, received_at_ns)
     return ns, outcome
+
+
+def _not_a_moment(value: str, exc: ValueError) -> str:
+    """Why ``value`` is no moment: the wrong shape, or the right shape naming a day or
+    time that does not exist (``2026-02-30``, ``25:00:00``): said apart."""
+    if _SHAPE.match(value):
+        return f"header.timestamp {value!r:.40} is not a real date and time: {exc}"
+    return f"header.timestamp not 'YYYY-MM-DD HH:MM:SS': {value!r:.60}"
 
 
 def _local_ns(moment: datetime, zone: tzinfo, value: str, received_at_ns: int | None) -> tuple[int, int]:
