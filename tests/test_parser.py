@@ -242,6 +242,14 @@ def test_nan_and_infinity_are_dropped_and_counted(sample_bytes):
     battery1 = by_series(points)[("field1", (("device", "Battery"), ("service_id", "1"), ("site_id", "000001")))]
     assert "soc" not in battery1.fields and "soh" not in battery1.fields
     assert battery1.fields["dc_voltage"] == 733.4
+    # Nothing numeric is dropped without a trace: each is a problem (a `partial`
+    # dead letter) naming the site, the path and the value as the document wrote it.
+    assert result.problems == [
+        "FieldDeviceLayer.field1.service[0].soc: not stored: NaN is not a finite number "
+        "(site 000001; InfluxDB stores no NaN or infinity)",
+        "FieldDeviceLayer.field1.service[0].soh: not stored: Infinity is not a finite number "
+        "(site 000001; InfluxDB stores no NaN or infinity)",
+    ]
 
 
 def test_overflowing_numbers_are_dropped_not_fatal(sample_bytes):
@@ -251,6 +259,7 @@ def test_overflowing_numbers_are_dropped_not_fatal(sample_bytes):
     result = parse(raw)
     assert result.dropped_values == 2
     assert len(result.lines) == 17
+    assert [p.split(": not stored: ")[1].split(" is not")[0] for p in result.problems] == ["1e400", "9" * 60]
 
 
 def test_a_point_left_without_fields_is_not_emitted(sample_bytes):

@@ -68,7 +68,8 @@ def identifier(value) -> str | None:
 
 
 def reading(value):
-    """A JSON number as the float InfluxDB keeps, a boolean as itself, else None."""
+    """A JSON number as the float InfluxDB keeps, a boolean as itself, else None
+    (NaN, infinity and overflow: refused, i.e. named in a problem)."""
     if isinstance(value, bool):
         return value
     try:
@@ -122,9 +123,9 @@ class Expected:
         fields = dict(direct)
         for name, value, where in flattened:
             stored = stored_name(name, "field")
-            if stored is None or stored in fields:
+            if stored is None or stored in fields or (v := reading(value)) is None:
                 self.refused = True
-            elif (v := reading(value)) is not None:
+            else:
                 fields[stored] = (v, where)
         if not fields:
             return
@@ -137,9 +138,9 @@ class Expected:
 
     def field(self, direct, key, value, where):
         stored = stored_name(key, "field")
-        if stored is None or stored in direct:
+        if stored is None or stored in direct or (v := reading(value)) is None:
             self.refused = True
-        elif (v := reading(value)) is not None:
+        else:
             direct[stored] = (v, where)
 
     def flatten(self, obj, prefix, flattened, base, path, tags, at):

@@ -68,7 +68,7 @@ def parse(raw: bytes, zones: TimeZones = UTC_ONLY, received_at_ns: int | None = 
         result.ambiguous_times_resolved = 1
     elif outcome == EARLIER_OCCURRENCE:
         result.ambiguous_times_unresolved = 1
-    LayerWalk(result, site_tag, b" " + str(ts_ns).encode()).layer(layer)
+    LayerWalk(result, site_tag, b" " + str(ts_ns).encode(), raw).layer(layer)
     if not result.points:
         detail = "; ".join(result.problems[:5]) or "no numeric or boolean readings"
         raise ParseError(f"no usable readings: {detail}")

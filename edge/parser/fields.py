@@ -158,3 +158,38 @@ class FieldSet:
 def relative_path(source: tuple) -> str:
     """``("temps", 0)`` -> ``temps[0]``."""
     return "".join(f"[{step}]" if step.__class__ is int else f".{step}" for step in source).lstrip(".")
+
+
+_NON_FINITE_WORDS = (b"NaN", b"Infinity", b"-Infinity")
+
+
+def written_as(raw: bytes, key: object, value: object) -> str:
+    """A non-finite reading as the document wrote it (``1e999``, ``NaN``), found
+    by its key in ``raw``; else as Python prints it (a list element, a key written
+    with escapes). Only called for readings that are dropped: off the hot path."""
+    name = _json_name(key) if raw else None
+    if name is not None:
+        for match in re.finditer(rb'"' + name + rb'"\s*:\s*(-?[0-9A-Za-z][0-9A-Za-z.+\-]*)', raw):
+            literal = match.group(1)
+            if literal in _NON_FINITE_WORDS or not _finite(literal):
+                return literal[:60].decode("ascii", "replace")
+    text = repr(value) if value.__class__ is float else str(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} digits)"
+
+
+def _finite(literal: bytes) -> bool:
+    try:
+        return math.isfinite(float(literal))
+    except (ValueError, OverflowError):
+        return False
+
+
+def _json_name(key: object) -> bytes | None:
+    """``key`` as a pattern for its JSON spelling; None when it has none (not a
+    string, or a lone surrogate that has no UTF-8)."""
+    if key.__class__ is not str:
+        return None
+    try:
+        return re.escape(orjson.dumps(key)[1:-1])
+    except orjson.JSONEncodeError:
+        return None

@@ -44,6 +44,7 @@ from edge.parser.fields import (
     list_field_keys,
     list_field_values,
     relative_path,
+    written_as,
 )
 
 MAX_DEPTH = 64
@@ -55,8 +56,9 @@ _DEVICE, _SERVICE_ID, _SITE_ID = b"device", b"service_id", b"site_id"
 class LayerWalk:
     """The points of one message's ``FieldDeviceLayer``, appended to ``result``."""
 
-    def __init__(self, result, site_tag: bytes, suffix: bytes):
+    def __init__(self, result, site_tag: bytes, suffix: bytes, raw: bytes = b""):
         self.result = result
+        self.raw = raw  # the document's bytes: a non-finite reading is quoted as written
         self.site_tag = site_tag  # the escaped site id
         self.suffix = suffix  # b" <time>"
         self.seen: dict[bytes, dict] = {}  # series key -> the JSON object of its point
@@ -234,6 +236,8 @@ class LayerWalk:
         if fields.dropped:
             self.result.dropped_values += fields.dropped
             fields.dropped = 0
+            self.problem(at + rel, f"not stored: {written_as(self.raw, rel[-1], value)} is not a finite number "
+                                   f"(site {self.site_tag.decode('utf-8', 'replace')}; InfluxDB stores no NaN or infinity)")
         if refused is not None:
             self.not_stored(at + rel, refused)
 
