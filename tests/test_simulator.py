@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pika
 import pytest
@@ -133,3 +133,23 @@ def test_cli_publishes_for_a_duration_at_a_rate_and_prints_a_summary(local_servi
     assert ready == confirmed == len(messages)
     assert 30 <= confirmed <= 41  # 40 msgs/s for one second, scheduled from t=0
     json.loads(messages[0][1])  # jittered messages are strict JSON
+
+
+def test_by_default_the_newest_message_is_stamped_now_never_in_the_future():
+    from edge.simulator.publish import newest_at_now
+
+    now = datetime(2024, 1, 2, 3, 4, 5, 600_000)
+    assert newest_at_now(300, 1, None, None, now) == datetime(2024, 1, 2, 2, 59, 6)  # 299 s back
+    assert newest_at_now(300, 3, None, None, now) == datetime(2024, 1, 2, 3, 2, 26)  # 100 per site
+    assert newest_at_now(None, 2, 40.0, 1.0, now) == datetime(2024, 1, 2, 3, 3, 46)  # 40 messages
+    assert newest_at_now(None, 2, None, 1.0, now) == datetime(2024, 1, 2, 3, 4, 5)  # unknown count
+
+
+def test_a_default_run_ends_at_the_publish_time(local_services, names):
+    amqp = AmqpSettings(queue=names["queue"])
+    before = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    summary = publish(SimulatorSettings(amqp=amqp), count=50, sites=2)
+    after = datetime.now(timezone.utc).replace(tzinfo=None)
+    _drain(amqp)
+    assert before <= summary.last_timestamp <= after
+    assert summary.last_timestamp - summary.first_timestamp == timedelta(seconds=24)

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     amount.add_argument("--duration", type=above(0), help="publish for this many seconds instead of a count")
     parser.add_argument("--jitter", type=_fraction, default=0.0,
                         help="vary every measurement by up to this fraction (e.g. 0.05)")
-    parser.add_argument("--start", type=_start, help="first header.timestamp, 'YYYY-MM-DD HH:MM:SS' UTC (default: now)")
+    parser.add_argument("--start", type=_start, help="first header.timestamp, 'YYYY-MM-DD HH:MM:SS' UTC (default: stamped back from now, one second per message per site, so the newest message is at now; with --duration and no --rate: now)")
     parser.add_argument("--sample", type=_sample_file, default=str(SAMPLE_PATH),
                         help="sample message to publish (default: sample/sample.json)")
 

@@ -13,10 +13,10 @@ publish time.
 
 from __future__ import annotations
 
-import socket
+import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pika
@@ -68,7 +68,7 @@ def publish(
     if count is None and duration_s is None:
         raise ValueError("give a count or a duration")
     template = MessageTemplate.load(sample)
-    start = start or parse_start(None, datetime.now(timezone.utc))
+    start = start or newest_at_now(count, sites, rate, duration_s, datetime.now(timezone.utc))
     amqp = settings.amqp
     connection = amqp_client.connect(amqp, APP_ID)
     published = confirmed = 0
@@ -98,6 +98,21 @@ def publish(
         if connection.is_open:
             connection.close()
     return SimulationSummary(published, confirmed, sites, elapsed, first, last)
+
+
+def newest_at_now(count: int | None, sites: int, rate: float | None, duration_s: float | None,
+                  now: datetime) -> datetime:
+    """The default first timestamp: each site's timestamps step one second per
+    message, so the run is stamped back from ``now`` and its newest message is at
+    ``now`` (never in the future). A run for a duration at a rate counts its
+    messages from both; one for a duration as fast as possible cannot know its
+    count and starts at ``now``."""
+    if count is None and rate and duration_s is not None:
+        count = math.ceil(rate * duration_s)
+    latest = parse_start(None, now)
+    if not count:
+        return latest
+    return latest - timedelta(seconds=math.ceil(count / sites) - 1)
 
 
 def _message_properties(site: str, ts: datetime) -> pika.BasicProperties:
