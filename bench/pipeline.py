@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools import services as dev_services  # noqa: E402
-from edge.stages import sink as sink_module  # noqa: E402
+from edge.sink import stage as sink_module  # noqa: E402
 from edge.influx.client import InfluxClient  # noqa: E402
 from edge.kafka.config import consumer_config  # noqa: E402
 from edge.core.lifecycle import StopSignal  # noqa: E402
