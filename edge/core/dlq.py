@@ -10,10 +10,22 @@ Headers (all UTF-8):
   dlq.source.topic / dlq.source.partition / dlq.source.offset
   dlq.time             when it was dead-lettered (ISO 8601, UTC)
 The input record's own headers (e.g. amqp.*) are kept after these.
+
+One *failure* is (stage, reason, source body bytes): every record with the same
+three is a copy of it (a replay or a redrive that meets the same failure writes
+another). ``failure_id`` names it, computed from the record itself, so records
+written before the id existed group too. ``edge dlq`` lists failures, not copies.
+
+A *resolution marker* is a record ``edge dlq redrive`` writes to the DLQ once the
+redriven message is acknowledged by its stage's input topic: no body, no ``dlq.*``
+headers, ``redrive.origin`` (the DLQ record redriven), ``redrive.failure`` (its
+failure id), ``redrive.to`` (where it went) and ``redrive.time`` (the redrive's
+moment, also on the redriven record).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -31,6 +43,7 @@ REASONS = {
 }
 
 MAX_ERROR_CHARS = 2000
+FAILURE_ID_CHARS = 16  # 64 bits of SHA-256: no accidental collision in a DLQ's lifetime
 
 Header = tuple[str, bytes]
 
@@ -67,12 +80,30 @@ def header_map(headers: list[Header] | None) -> dict[str, bytes]:
     return {k: v for k, v in (headers or [])}
 
 
+def failure_id(stage: str, reason: str, body: bytes | None) -> str:
+    """The failure a dead letter is a copy of: a digest of (stage, reason, body)."""
+    digest = hashlib.sha256()
+    for part in (stage.encode(), reason.encode(), body or b""):
+        digest.update(len(part).to_bytes(8, "big"))  # length-prefixed: no two splits collide
+        digest.update(part)
+    return digest.hexdigest()[:FAILURE_ID_CHARS]
+
+
 # ---------------------------------------------------------------- reading back
 
 
 def _text(headers: dict[str, bytes], key: str) -> str:
     value = headers.get(key)
     return value.decode("utf-8", "replace") if value is not None else ""
+
+
+def parse_time(iso: str) -> datetime | None:
+    """An ISO 8601 header value as an aware datetime (UTC if it names no offset)."""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _int(headers: dict[str, bytes], key: str) -> int | None:
@@ -107,6 +138,10 @@ class DeadLetter:
             time=_text(h, "dlq.time"),
         )
 
+    @property
+    def when(self) -> datetime | None:
+        return parse_time(self.time)
+
 
 # ---------------------------------------------------------------- redrive
 
@@ -115,6 +150,10 @@ class DeadLetter:
 # so a record that fails again keeps them in its new DLQ record.
 REDRIVE_FROM = "redrive.from"
 REDRIVE_TIME = "redrive.time"
+# On a resolution marker (see the module's docstring).
+REDRIVE_ORIGIN = "redrive.origin"
+REDRIVE_FAILURE = "redrive.failure"
+REDRIVE_TO = "redrive.to"
 
 # The topic a stage's dead letters go back to: the input of that stage.
 REDRIVE_TARGET = {"parser": "raw", "sink": "parsed"}
@@ -130,4 +169,15 @@ def redrive_headers(
     return kept + [
         (REDRIVE_FROM, f"{dlq_topic}:{partition}:{offset}".encode()),
         (REDRIVE_TIME, when.encode()),
+    ]
+
+
+def resolution_headers(*, origin: str, failure: str, sent_to: str, when: datetime) -> list[Header]:
+    """The headers of a resolution marker: ``origin`` and ``sent_to`` as
+    ``<topic>:<partition>:<offset>``, ``when`` the redrive's moment."""
+    return [
+        (REDRIVE_ORIGIN, origin.encode()),
+        (REDRIVE_FAILURE, failure.encode()),
+        (REDRIVE_TO, sent_to.encode()),
+        (REDRIVE_TIME, when.isoformat().encode()),
     ]

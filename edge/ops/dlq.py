@@ -1,41 +1,35 @@
-"""``edge dlq list | show | redrive``: read the dead-letter topic and send dead
-letters back through the pipeline once their cause is fixed.
-
-- ``list [--reason R] [--stage S] [--since T]``: a table of time, stage, reason,
-  site (where the body tells), source topic:partition:offset and error.
-- ``show ADDRESS``: every header and the body of one record (``PARTITION:OFFSET``),
-  control bytes and invalid UTF-8 shown escaped, never sent to the terminal raw.
-- ``redrive [--reason R] [--stage S] [--offsets P:A-B] [--since T] [--dry-run]``:
-  parser-stage records go back to ``<prefix>.raw`` (parsed again by the live
-  parser, with today's settings), sink-stage records back to ``<prefix>.parsed``;
-  each with its original key and headers plus ``redrive.from`` (the DLQ address it
-  came from) and ``redrive.time``. Every send is acknowledged before the command
-  says it is done. Redriving the same record twice is harmless: InfluxDB
-  overwrites a point with the same series and time. A record that fails again is
-  dead-lettered again, with its ``redrive.*`` headers.
+"""Kafka I/O of ``edge dlq``: read the dead-letter topic, send failures back to
+their stage's input topic and mark them resolved.
 
 Reads are bounded (to each partition's end at the time of reading), assign-only
-(no consumer group is joined) and never commit anything.
+(no consumer group is joined) and never commit anything. ``edge dlq list`` and
+``redrive`` read the whole DLQ: a failure's copies and its resolution markers
+may be anywhere in it (the DLQ's retention bounds it: 30 days by default).
+
+Redrive sends a failure's latest copy, with its original key and headers plus
+``redrive.from`` (the DLQ address) and ``redrive.time``, to ``<prefix>.raw``
+(parser stage) or ``<prefix>.parsed`` (sink stage). Once Kafka acknowledged it,
+a resolution marker goes to the DLQ (``edge.core.dlq.resolution_headers``);
+a send that was not acknowledged gets no marker, so the failure stays open.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
+from datetime import datetime, timezone
 
 import structlog
 
-from edge.core.dlq import REDRIVE_TARGET, redrive_headers
+from edge.config.settings import KafkaSettings, MetricsSettings
+from edge.core.dlq import REDRIVE_TARGET, redrive_headers, resolution_headers
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.core.lifecycle import StopSignal
-from edge.runtime.supervision import ServiceRuntime
 from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import StageProducer
-from edge.ops.dlq_view import Letter, Selection, parse_address, parse_range, row, safe_text, table
-from edge.core.moments import epoch_ms, moment
 from edge.kafka.topic_reader import TopicReader
-from edge.config.settings import KafkaSettings, MetricsSettings, TopicsSettings
+from edge.ops.dlq_failures import Failure
+from edge.ops.dlq_view import Letter, parse_address
+from edge.runtime.supervision import ServiceRuntime
 
 GROUP_ID = "edge-ops-dlq"  # never joined, never committed: assign-only reads
 DELIVERY_TIMEOUT_S = 60.0
@@ -45,20 +39,14 @@ def _letter(msg) -> Letter:
     return Letter(msg.partition(), msg.offset(), msg.value(), msg.key(), list(msg.headers() or []))
 
 
-def read_letters(kafka: KafkaSettings, selection: Selection) -> list[Letter]:
-    """Every dead letter the selection picks, in partition then offset order."""
+def read_letters(kafka: KafkaSettings) -> tuple[list[Letter], list[int]]:
+    """Every record of the DLQ (dead letters and resolution markers), and its partitions."""
     reader = TopicReader(kafka, kafka.dlq_topic, group_id=GROUP_ID, client_id="edge-dlq")
     try:
-        starts = reader.offsets_at(epoch_ms(selection.since) if selection.since else None)
-        by_range = selection.start_offsets(reader.partitions())
-        if by_range is not None:  # only the partitions named, from the first offset named (or --since)
-            starts = {p: -1 if starts[p] == -1 else max(o, starts[p]) for p, o in by_range.items()}
-        last = {p: max(b for q, _a, b in selection.ranges if q == p) for p in by_range or {}}
         letters = []
-        finished = (lambda msg: msg.offset() > last[msg.partition()]) if last else None
-        for batch in reader.read(starts, finished):
-            letters.extend(letter for letter in map(_letter, batch) if selection(letter))
-        return sorted(letters, key=lambda letter: (letter.partition, letter.offset))
+        for batch in reader.read(reader.offsets_at(None)):
+            letters.extend(map(_letter, batch))
+        return letters, reader.partitions()
     finally:
         reader.close()
 
@@ -76,106 +64,60 @@ def read_one(kafka: KafkaSettings, address: str) -> Letter:
         reader.close()
 
 
-def redrive(kafka: KafkaSettings, letters: list[Letter]) -> Counter:
-    """Send each letter back to its stage's input topic; waits for every
-    acknowledgement. Returns the count per target topic."""
+def _where(msg) -> str:
+    return f"{msg.topic()}:{msg.partition()}:{msg.offset()}"
+
+
+def redrive(kafka: KafkaSettings, failures: list[Failure], now: datetime | None = None) -> Counter:
+    """Send each failure's latest copy back to its stage's input topic, wait for
+    every acknowledgement, then mark each acknowledged one resolved in the DLQ
+    (and wait for those). Returns the count per target topic."""
+    when = now or datetime.now(timezone.utc)
     targets = {"raw": kafka.raw_topic, "parsed": kafka.parsed_topic}
-    failures: list[str] = []
-    sent: Counter = Counter()
     log = structlog.get_logger()
     producer = StageProducer(kafka, "edge-dlq-redrive", stop=StopSignal(), health=KafkaHealth(log),
                              supervisor=ServiceRuntime("dlq", MetricsSettings(), log, env={}))
+    errors: list[str] = []
+    acked: list[tuple[Failure, str]] = []
 
-    def delivered(err, msg) -> None:
-        if err is not None:
-            failures.append(f"{msg.topic()}: {err.str()}")
+    def on_sent(failure: Failure):
+        def delivered(err, msg) -> None:
+            if err is not None:
+                errors.append(f"{msg.topic()}: {err.str()}")
+            else:
+                acked.append((failure, _where(msg)))
+        return delivered
 
-    for letter in letters:
+    sent: Counter = Counter()
+    for failure in failures:
+        letter = failure.latest
         topic = targets[REDRIVE_TARGET[letter.dead_letter.stage]]
         headers = redrive_headers(letter.headers, dlq_topic=kafka.dlq_topic, partition=letter.partition,
-                                  offset=letter.offset)
-        producer.produce(topic, letter.value, key=letter.key, headers=headers, on_delivery=delivered)
+                                  offset=letter.offset, now=when)
+        producer.produce(topic, letter.value, key=letter.key, headers=headers, on_delivery=on_sent(failure))
         producer.poll(0)
         sent[topic] += 1
     left = producer.flush(DELIVERY_TIMEOUT_S)
-    if left or failures:
-        detail = "; ".join(failures[:3]) or f"{left} not acknowledged within {DELIVERY_TIMEOUT_S:.0f} s"
+
+    marked: list[str] = []
+
+    def on_marked(err, msg) -> None:
+        if err is not None:
+            errors.append(f"{kafka.dlq_topic}: {err.str()}")
+        else:
+            marked.append(_where(msg))
+
+    for failure, where in acked:
+        markers = resolution_headers(origin=f"{kafka.dlq_topic}:{failure.address}", failure=failure.id,
+                                     sent_to=where, when=when)
+        producer.produce(kafka.dlq_topic, None, headers=markers, on_delivery=on_marked)
+        producer.poll(0)
+    left += producer.flush(DELIVERY_TIMEOUT_S)
+    if left or errors or len(marked) != len(failures):
+        detail = "; ".join(errors[:3]) or f"{left} not acknowledged within {DELIVERY_TIMEOUT_S:.0f} s"
         raise UnreachableError(
-            f"kafka: {len(failures) + left} of {len(letters)} redriven records not delivered ({detail});"
-            " redriving again is harmless"
+            f"kafka: {len(failures) - len(acked)} of {len(failures)} redriven records not delivered and"
+            f" {len(acked) - len(marked)} resolution markers not written ({detail}); a failure without its"
+            " marker still lists as open; redriving again is harmless"
         )
     return sent
-
-
-# ------------------------------------------------------------------ CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def selection_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--reason", action="append", default=[], help="only this reason (repeatable): "
-                       "parse_error, partial, influx_rejected, bad_record")
-        p.add_argument("--stage", action="append", default=[], choices=sorted(REDRIVE_TARGET),
-                       help="only records of this stage (repeatable)")
-        p.add_argument("--since", type=moment, help="only records dead-lettered at or after this moment (UTC unless given)")
-
-    listing = sub.add_parser("list", help="a table of the dead letters", description="a table of the dead letters")
-    selection_options(listing)
-    listing.add_argument("--width", type=int, default=100, help="error column width (default 100)")
-
-    show = sub.add_parser("show", help="headers and body of one dead letter",
-                          description="headers and body of one dead letter, control bytes escaped")
-    show.add_argument("address", metavar="PARTITION:OFFSET", help="as in the first column of `edge dlq list`")
-
-    again = sub.add_parser("redrive", help="send dead letters back to their stage's input topic",
-                           description="send dead letters back to their stage's input topic "
-                                       "(parser -> raw, sink -> parsed)")
-    selection_options(again)
-    again.add_argument("--offsets", action="append", default=[], metavar="P:A-B",
-                       help="only DLQ records PARTITION:FIRST-LAST, inclusive (repeatable; A-B on a one-partition DLQ)")
-    again.add_argument("--dry-run", action="store_true", help="show what would be sent, send nothing")
-
-
-def _selection(args: argparse.Namespace, kafka: KafkaSettings) -> Selection:
-    ranges: tuple = ()
-    if getattr(args, "offsets", None):
-        reader = TopicReader(kafka, kafka.dlq_topic, group_id=GROUP_ID, client_id="edge-dlq")
-        try:
-            partitions = reader.partitions()
-        finally:
-            reader.close()
-        ranges = tuple(parse_range(text, partitions) for text in args.offsets)
-    return Selection(frozenset(args.reason), frozenset(args.stage), ranges, args.since)
-
-
-def run(args: argparse.Namespace, out=None) -> int:
-    out = out or sys.stdout
-    kafka = TopicsSettings.load(getattr(args, "config", None)).kafka
-    if args.action == "show":
-        letter = read_one(kafka, args.address)
-        for key, value in letter.headers:
-            print(f"{safe_text(key.encode())}: {safe_text(value)}", file=out)
-        print(f"key: {safe_text(letter.key) if letter.key is not None else '(none)'}", file=out)
-        print("", file=out)
-        print(safe_text(letter.value), file=out)
-        return 0
-    letters = read_letters(kafka, _selection(args, kafka))
-    if args.action == "list":
-        print(table([row(letter) for letter in letters], args.width), file=out)
-        print(f"{len(letters)} dead letters in {kafka.dlq_topic}", file=out)
-        return 0
-    unknown = [letter for letter in letters if letter.dead_letter.stage not in REDRIVE_TARGET]
-    for letter in unknown:
-        print(f"redrive: {letter.address}: stage {letter.dead_letter.stage!r} unknown, left in the DLQ",
-              file=sys.stderr)
-    letters = [letter for letter in letters if letter.dead_letter.stage in REDRIVE_TARGET]
-    print(table([row(letter) for letter in letters]), file=out)
-    plan = Counter(REDRIVE_TARGET[letter.dead_letter.stage] for letter in letters)
-    where = ", ".join(f"{n} -> {getattr(kafka, f'{t}_topic')}" for t, n in sorted(plan.items())) or "nothing"
-    if args.dry_run:
-        print(f"redrive (dry run, nothing sent): {where}", file=out)
-        return 0
-    redrive(kafka, letters)
-    print(f"redrive: sent and acknowledged {len(letters)} records: {where}", file=out)
-    return 0

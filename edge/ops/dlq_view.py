@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from edge.core.dlq import DeadLetter, Header
 from edge.core.errors import UsageError
@@ -110,10 +110,10 @@ def row(letter: Letter) -> tuple[str, ...]:
     )
 
 
-def table(rows: list[tuple[str, ...]], error_width: int = 80) -> str:
-    """A plain-text table with a header line; the error column is cut to one line."""
-    shown = [COLUMNS] + [r[:-1] + (one_line(r[-1], error_width),) for r in rows]
-    widths = [max(len(r[i]) for r in shown) for i in range(len(COLUMNS) - 1)]
+def table(rows: list[tuple[str, ...]], error_width: int = 80, columns: tuple[str, ...] = COLUMNS) -> str:
+    """A plain-text table with a header line; the last (error) column is cut to one line."""
+    shown = [columns] + [r[:-1] + (one_line(r[-1], error_width),) for r in rows]
+    widths = [max(len(r[i]) for r in shown) for i in range(len(columns) - 1)]
     lines = []
     for r in shown:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
@@ -175,25 +175,7 @@ class Selection:
             return False
         if self.ranges and not any(p == letter.partition and a <= letter.offset <= b for p, a, b in self.ranges):
             return False
-        if self.since is not None and not _at_or_after(d.time, self.since):
+        if self.since is not None and d.when is not None and d.when < self.since:  # undated: never hidden
             return False
         return True
 
-    def start_offsets(self, partitions: list[int]) -> dict[int, int] | None:
-        """Where reading may start per partition, when ranges say; else None."""
-        if not self.ranges:
-            return None
-        starts: dict[int, int] = {}
-        for p, a, _b in self.ranges:
-            starts[p] = min(starts.get(p, a), a)
-        return starts
-
-
-def _at_or_after(iso: str, since: datetime) -> bool:
-    try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
-        return True  # undated: never hidden by --since
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when >= since
