@@ -1,21 +1,30 @@
 """``edge dlq list | show | redrive``: the pure parts (rows, safe text, addresses,
-selection, redrive headers), and the operator's day on the real broker, parser,
-sink and InfluxDB: a message refused for a missing site time zone, the zone set,
-a redrive, the points arrive, and a second redrive changes nothing."""
+selection, redrive headers, failures and their state), and on the real broker,
+parser, sink and InfluxDB: the operator's day (a message refused for a missing
+site time zone, the zone set, a redrive, the points arrive, the failure listed as
+resolved, a second redrive changes nothing); replays and redrives of messages
+that still fail add copies, never listed rows; the list sorted by time; strict
+reasons; a body byte-exact."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
-from edge.core.dlq import DeadLetter, dlq_headers, redrive_headers
+from edge.config.settings import KafkaSettings
+from edge.core.dlq import REASONS, DeadLetter, dlq_headers, failure_id, redrive_headers, resolution_headers
 from edge.core.errors import UsageError
+from edge.ops.dlq_failures import COLUMNS, failure_row, group_failures, select
 from edge.ops.dlq_view import Letter, Selection, parse_address, parse_range, row, safe_text, site_of, table
+from edge.kafka.topics import ensure_topics, topic_names
 from tests.support import influx
 from tests.support.kafka import produce_all, read_all
 from tests.support.pipeline import pipeline, scrape, value  # noqa: F401 (fixture)
@@ -24,10 +33,18 @@ from tests.support.processes import ROOT, wait_for
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def _letter(stage="parser", reason="parse_error", value=b"{}", partition=0, offset=0, error="bad", original=None):
+def _letter(stage="parser", reason="parse_error", value=b"{}", partition=0, offset=0, error="bad", original=None,
+            now=NOW):
     headers = dlq_headers(stage=stage, reason=reason, error=error, topic="p.raw", partition=3, offset=41,
-                          original=original, now=NOW)
+                          original=original, now=now)
     return Letter(partition, offset, value, None, headers)
+
+
+def _marker(of: Letter, when: datetime, partition=0, offset=99) -> Letter:
+    d = of.dead_letter
+    headers = resolution_headers(origin=f"p.dlq:{of.address}", failure=failure_id(d.stage, d.reason, of.value),
+                                 sent_to="p.raw:0:7", when=when)
+    return Letter(partition, offset, None, None, headers)
 
 
 # ------------------------------------------------------------------ pure parts
@@ -73,8 +90,53 @@ def test_selection_needs_every_criterion():
     assert Selection(reasons=frozenset({"influx_rejected"}))(b) and not Selection(reasons=frozenset({"x"}))(b)
     assert Selection(stages=frozenset({"parser"}))(a) and not Selection(stages=frozenset({"parser"}))(b)
     ranges = Selection(ranges=((1, 5, 9),))
-    assert ranges(b) and not ranges(a) and ranges.start_offsets([0, 1]) == {1: 5}
+    assert ranges(b) and not ranges(a)
     assert Selection(since=NOW)(a) and not Selection(since=datetime(2024, 6, 2, tzinfo=UTC))(a)
+    assert Selection(since=NOW)(Letter(0, 1, b"x", None, []))  # undated: never hidden
+
+
+def test_a_failure_is_stage_reason_and_body():
+    ids = {failure_id("parser", "parse_error", b"x"), failure_id("sink", "parse_error", b"x"),
+           failure_id("parser", "partial", b"x"), failure_id("parser", "parse_error", b"y"),
+           failure_id("parser", "parse_error", b""), failure_id("parser", "parse_errorx", b"")}
+    assert len(ids) == 6 and failure_id("parser", "parse_error", None) == failure_id("parser", "parse_error", b"")
+
+
+def test_copies_collapse_into_one_failure_sorted_by_last_seen():
+    hour = timedelta(hours=1)
+    # The same body refused three times (a replay, another partition), another body once, in between.
+    copies = [_letter(value=b"A", partition=p, offset=o, now=NOW + t * hour, error=f"copy {t}")
+              for p, o, t in ((2, 5, 0), (0, 9, 3), (1, 1, 1))]
+    other = _letter(value=b"B", partition=2, offset=6, now=NOW + 2 * hour)
+    sink = _letter(stage="sink", reason="influx_rejected", value=b"A", partition=0, offset=1, now=NOW - hour)
+    failures = group_failures([*copies, other, sink])
+    assert [(f.latest.value, f.latest.dead_letter.stage, len(f.copies)) for f in failures] == [
+        (b"A", "sink", 1), (b"B", "parser", 1), (b"A", "parser", 3)]
+    a = failures[-1]
+    assert (a.first_seen, a.last_seen, a.address, a.state) == (NOW, NOW + 3 * hour, "0:9", "open")
+    assert failure_row(a) == ("0:9", "2024-06-01 12:00:00", "2024-06-01 15:00:00", "3", "open", "parser",
+                              "parse_error", "-", "p.raw:3:41", "copy 3")
+    assert [f.address for f in select(failures, Selection(ranges=((1, 1, 1),)))] == ["0:9"]  # by any copy
+
+
+def test_a_marker_resolves_and_a_copy_after_it_reopens():
+    first = _letter(value=b"A", offset=1)
+    redrive = NOW + timedelta(minutes=5)
+    (f,) = group_failures([first, _marker(first, redrive)])
+    assert f.state == "resolved" and len(f.copies) == 1  # a marker is no copy
+    # Dead-lettered again after the redrive: the cause is not fixed.
+    again = _letter(value=b"A", offset=2, now=redrive + timedelta(seconds=1))
+    assert group_failures([first, _marker(first, redrive), again])[0].state == "reopened"
+    # Carrying that redrive's time: reopened even with the parser's clock behind ours.
+    came_back = _letter(value=b"A", offset=3, now=redrive - timedelta(seconds=2),
+                        original=redrive_headers([], dlq_topic="p.dlq", partition=0, offset=1, now=redrive))
+    (f,) = group_failures([first, came_back, _marker(first, redrive)])
+    assert f.state == "reopened" and len(f.copies) == 2
+    # A copy from before the redrive (a slow replay that ran earlier) does not reopen it.
+    before = _letter(value=b"A", offset=4, now=redrive - timedelta(seconds=1))
+    assert group_failures([first, before, _marker(first, redrive)])[0].state == "resolved"
+    # A marker of a failure that aged out of the DLQ marks nothing.
+    assert group_failures([_marker(_letter(value=b"gone"), redrive)]) == []
 
 
 def test_redrive_headers_keep_the_originals_and_say_where_from():
@@ -96,6 +158,13 @@ def _edge(env: dict, *args: str) -> str:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def _rows(listing: str) -> list[dict[str, str]]:
+    """The table of ``edge dlq list`` as rows of column -> cell (cells are apart by 2+ spaces)."""
+    header, *lines = listing.splitlines()[:-1]
+    assert re.split(r"\s{2,}", header) == list(COLUMNS)
+    return [dict(zip(COLUMNS, re.split(r"\s{2,}", line, maxsplit=len(COLUMNS) - 1))) for line in lines]
 
 
 def _metrics_up(port: int) -> bool:
@@ -126,10 +195,12 @@ def test_refused_for_a_missing_time_zone_then_redriven_after_the_fix(pipeline, s
     address = f"{dead.partition()}:{dead.offset()}"
 
     listing = _edge(p.env, "dlq", "list")
-    (line,) = [x for x in listing.splitlines() if x.startswith(address + " ")]
-    assert line.split()[3:6] == ["parser", "parse_error", SITE] and "out of range" in line
-    assert listing.splitlines()[-1] == f"1 dead letters in {p.kafka.dlq_topic}"
-    assert _edge(p.env, "dlq", "list", "--reason", "partial").splitlines()[-1].startswith("0 dead letters")
+    (line,) = _rows(listing)
+    assert (line["at"], line["stage"], line["reason"], line["site"], line["copies"], line["state"]) == (
+        address, "parser", "parse_error", SITE, "1", "open")
+    assert "out of range" in line["error"]
+    assert listing.splitlines()[-1] == f"1 failures (1 dead-letter records) in {p.kafka.dlq_topic}"
+    assert _edge(p.env, "dlq", "list", "--reason", "partial").splitlines()[-1].startswith("0 failures")
 
     shown = _edge(p.env, "dlq", "show", address)
     assert "dlq.reason: parse_error" in shown and "amqp.message_id: refused" in shown
@@ -147,7 +218,7 @@ def test_refused_for_a_missing_time_zone_then_redriven_after_the_fix(pipeline, s
     p.start("parse", "-fixed")
     wait_for(lambda: _metrics_up(p.ports["parse"]), 30, what="fixed parser's metrics")
     out = _edge(p.env, "dlq", "redrive", "--offsets", f"{address}-{dead.offset()}")
-    assert f"sent and acknowledged 1 records: 1 -> {p.kafka.raw_topic}" in out
+    assert f"sent and acknowledged 1 records: 1 -> {p.kafka.raw_topic}; 1 marked resolved" in out
     wait_for(lambda: _site_points(p) == 17, 90, what="the redriven message's points")
     times = {v[0] for s in influx.query(p.url, p.db, f"SELECT * FROM /.*/ WHERE site_id = '{SITE}'")
              for v in s["values"]}
@@ -159,11 +230,141 @@ def test_refused_for_a_missing_time_zone_then_redriven_after_the_fix(pipeline, s
     assert headers["redrive.from"] == f"{p.kafka.dlq_topic}:{address}".encode()
     assert headers["amqp.message_id"] == b"refused" and not any(k.startswith("dlq.") for k in headers)
 
-    # Redriving again: read, parsed, written again, and InfluxDB's count stays.
+    # Resolved: gone from the list, shown as resolved with --all; the marker is in the DLQ, no new copy.
+    listing = _edge(p.env, "dlq", "list")
+    assert _rows(listing) == [] and "; 1 resolved not shown (--all shows them)" in listing
+    (line,) = _rows(_edge(p.env, "dlq", "list", "--all"))
+    assert (line["at"], line["copies"], line["state"]) == (address, "1", "resolved")
+    (marker,) = [r for r in read_all(p.kafka, p.kafka.dlq_topic, idle=0.5) if r.offset() != dead.offset()
+                 or r.partition() != dead.partition()]
+    marks = dict(marker.headers())
+    assert marks["redrive.origin"] == f"{p.kafka.dlq_topic}:{address}".encode() and not marker.value()
+    assert marks["redrive.to"].startswith(f"{p.kafka.raw_topic}:".encode())
+    assert marks["redrive.time"] == headers["redrive.time"]  # the redrive's moment, on both
+    # A plain redrive leaves the resolved failure alone.
+    assert "redrive: 1 resolved failures left out" in _edge(p.env, "dlq", "redrive", "--dry-run")
+
+    # Redriving it again (--all): read, parsed, written again, and InfluxDB's count stays.
     total = p.points()
     written = value(scrape(p.ports["sink"]), "edge_sink_lines_written_total")
-    _edge(p.env, "dlq", "redrive", "--reason", "parse_error")
+    _edge(p.env, "dlq", "redrive", "--reason", "parse_error", "--all")
     wait_for(lambda: value(scrape(p.ports["sink"]), "edge_sink_lines_written_total") >= written + 17, 60,
              what="the second redrive written")
     assert p.points() == total and _site_points(p) == 17
-    assert len(read_all(p.kafka, p.kafka.dlq_topic, idle=0.5)) == 1  # nothing dead-lettered again
+    dlq = read_all(p.kafka, p.kafka.dlq_topic, idle=0.5)
+    assert sum("redrive.origin" not in dict(r.headers()) for r in dlq) == 1  # nothing dead-lettered again
+    assert [r["state"] for r in _rows(_edge(p.env, "dlq", "list", "--all"))] == ["resolved"]
+
+
+def _dead_letters(kafka) -> list:
+    return [r for r in read_all(kafka, kafka.dlq_topic, idle=0.5) if "redrive.origin" not in dict(r.headers())]
+
+
+def test_replays_and_redrives_of_messages_that_still_fail_add_copies_not_rows(pipeline):
+    p = pipeline
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    bodies = [f"not json {n}".encode() for n in range(3)]
+    produce_all(p.kafka, p.kafka.raw_topic, bodies, headers=[("amqp.message_id", b"bad")])
+    p.start("parse")
+    wait_for(lambda: len(_dead_letters(p.kafka)) == 3, 60, what="three dead letters")
+    for _ in range(2):  # each replay dead-letters the three again
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "replay", "--from", started.isoformat(),
+                               "--group-id", f"replay-{p.groups['parse']}"], cwd=ROOT,
+                              env={**os.environ, **p.env}, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0 and "dead_lettered=3" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert len(_dead_letters(p.kafka)) == 9
+    listing = _edge(p.env, "dlq", "list")
+    rows = _rows(listing)
+    assert [(r["copies"], r["state"], r["reason"]) for r in rows] == [("3", "open", "parse_error")] * 3
+    assert listing.splitlines()[-1] == f"3 failures (9 dead-letter records) in {p.kafka.dlq_topic}"
+
+    # Redriven without a fix, twice: one record sent each time, failing again each time.
+    target = rows[0]
+    for copies in (4, 5):
+        out = _edge(p.env, "dlq", "redrive", "--offsets", f"{target['at']}-{target['at'].split(':')[1]}")
+        assert "sent and acknowledged 1 records" in out, out
+        wait_for(lambda: len(_dead_letters(p.kafka)) == 6 + copies, 60, what=f"copy {copies} dead-lettered")
+        rows = _rows(_edge(p.env, "dlq", "list"))
+        assert len(rows) == 3
+        (again,) = [r for r in rows if r["copies"] != "3"]
+        assert (again["copies"], again["state"]) == (str(copies), "reopened")
+        assert rows[-1] == again  # last seen: the newest at the bottom
+        target = again
+    redriven = [r for r in read_all(p.kafka, p.kafka.raw_topic, idle=0.5) if "redrive.from" in dict(r.headers())]
+    assert len(redriven) == 2 and redriven[0].value() == redriven[1].value()
+
+
+@pytest.fixture
+def dlq_only(local_services, names, edge_env):
+    """This test's topics (three partitions), nothing running; deleted afterwards."""
+    kafka = KafkaSettings(topic_prefix=names["prefix"], partitions=3)
+    ensure_topics(kafka)
+    yield kafka
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    for future in admin.delete_topics(topic_names(kafka)).values():
+        future.result(10)
+
+
+def _produce_dead_letters(kafka, letters: list[tuple[int, bytes, datetime]]) -> list[str]:
+    """(partition, body, dead-lettered at) as DLQ records; their addresses."""
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "acks": "all"})
+    addresses = []
+    for partition, body, when in letters:
+        headers = dlq_headers(stage="parser", reason="parse_error", error="bad", topic=kafka.raw_topic,
+                              partition=partition, offset=0, now=when)
+        producer.produce(kafka.dlq_topic, body, partition=partition, headers=headers,
+                         on_delivery=lambda err, m: addresses.append(err or f"{m.partition()}:{m.offset()}"))
+        producer.flush(30)
+    assert all(isinstance(a, str) for a in addresses), addresses
+    return addresses
+
+
+def test_the_list_sorts_by_time_not_by_partition(dlq_only, edge_env):
+    hour = timedelta(hours=1)
+    # Partition 0 holds the newest, partition 2 the oldest.
+    addresses = _produce_dead_letters(dlq_only, [(0, b"third", NOW + 2 * hour), (1, b"second", NOW + hour),
+                                                 (2, b"first", NOW), (0, b"fourth", NOW + 3 * hour)])
+    rows = _rows(_edge(edge_env, "dlq", "list"))
+    assert [r["at"] for r in rows] == [addresses[2], addresses[1], addresses[0], addresses[3]]
+    assert [r["last seen"] for r in rows] == [(NOW + n * hour).strftime("%Y-%m-%d %H:%M:%S") for n in range(4)]
+    since = _rows(_edge(edge_env, "dlq", "list", "--since", (NOW + 2 * hour).isoformat()))
+    assert [r["at"] for r in since] == [addresses[0], addresses[3]]
+
+
+def test_show_raw_writes_the_body_byte_exact(dlq_only, edge_env, tmp_path):
+    body = b'{"a":"x\x08\x1b[2J\x00"}\r\n\xff\xfe\xe2\x80\xae end'  # backspace, escape, NUL, CRLF, bad UTF-8, bidi
+    (address,) = _produce_dead_letters(dlq_only, [(1, body, NOW)])
+    run = [sys.executable, "-m", "edge.cli", "dlq", "show", address]
+    raw = subprocess.run([*run, "--raw"], cwd=ROOT, env={**os.environ, **edge_env}, capture_output=True, timeout=60)
+    assert raw.returncode == 0 and raw.stdout == body, raw.stderr
+    out = tmp_path / "body.bin"
+    to_file = subprocess.run([*run, "--out", str(out)], cwd=ROOT, env={**os.environ, **edge_env},
+                             capture_output=True, text=True, timeout=60)
+    assert to_file.returncode == 0 and out.read_bytes() == body, to_file.stderr
+    assert f"wrote {len(body)} bytes" in to_file.stdout
+    shown = _edge(edge_env, "dlq", "show", address)  # without: escaped, never raw on the terminal
+    assert "\\x08\\x1b[2J\\x00" in shown and "\\xff\\xfe\\u202e" in shown and "\x1b" not in shown
+
+
+def _refused(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "EDGE_CONFIG": ""})
+
+
+def test_an_unknown_reason_or_stage_is_refused_naming_the_valid_ones():
+    for action in ("list", "redrive"):
+        done = _refused("dlq", action, "--reason", "bogus")
+        assert done.returncode == 2 and "invalid choice: 'bogus'" in done.stderr, done.stderr
+        assert all(f"'{reason}'" in done.stderr for reason in REASONS) and done.stdout == ""
+        helped = _refused("dlq", action, "--help")
+        assert all(reason in " ".join(helped.stdout.split()) for reason in REASONS)
+    done = _refused("dlq", "list", "--stage", "bridge")
+    assert done.returncode == 2 and "'parser', 'sink'" in done.stderr
+
+
+def test_the_docs_name_every_reason():
+    """docs/operations.md has a row per reason of edge/core/dlq.py, and the README names each."""
+    rows = re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs/operations.md").read_text(), re.MULTILINE)
+    assert rows == list(REASONS)
+    readme = (ROOT / "README.md").read_text()
+    assert [reason for reason in REASONS if f"`{reason}`" not in readme] == []
