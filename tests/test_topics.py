@@ -1,6 +1,8 @@
 """``edge topics`` against the real (tansu) Kafka broker: topics with their configs,
-drift shown and applied; the pure parts (configs from settings, drift, a broker's
-refusal in one line) on their own."""
+drift shown and applied; ``--delete`` asking first, removing the prefix's topics
+and its own groups only, refused while a consumer is active; the pure parts
+(configs from settings, drift, a broker's refusal in one line, which groups are
+the prefix's) on their own."""
 
 from __future__ import annotations
 
@@ -8,12 +10,16 @@ import os
 import subprocess
 import sys
 
-from confluent_kafka import KafkaError, KafkaException
+
+import pytest
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from edge.kafka.topics import Drift, broker_refusal, config_drift, ensure_topics, topic_configs
+from edge.kafka.teardown import Group, teardown_plan
+from edge.kafka.topics import Drift, broker_refusal, config_drift, ensure_topics, topic_configs, topic_names
 from edge.config.settings import KafkaSettings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_KAFKA_CLIENT
+from tests.support.processes import wait_for
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -162,3 +168,117 @@ def test_cli_shows_drift_and_apply_fixes_it(local_services, names, edge_env):
         assert _configs(KafkaSettings(), f"{prefix}.raw")["retention.ms"] == longer
     finally:
         _delete(KafkaSettings(), [f"{prefix}.{s}" for s in ("raw", "parsed", "dlq")])
+
+
+# ------------------------------------------------------------------ --delete
+
+
+def test_a_prefixs_groups_are_those_with_offsets_only_on_its_topics():
+    ours = ["p.raw", "p.parsed", "p.dlq"]
+    groups = [
+        Group("p.parser", frozenset({"p.raw"}), False),
+        Group("p.sink", frozenset({"p.parsed"}), True),
+        Group("shared", frozenset({"p.raw", "q.raw"}), False),
+        Group("q.parser", frozenset({"q.raw"}), True),
+        Group("no-offsets", frozenset(), True),
+    ]
+    plan = teardown_plan(ours, {"p.raw", "p.dlq", "q.raw"}, groups)
+    assert plan.topics == ("p.raw", "p.dlq") and plan.groups == ("p.parser", "p.sink")
+    assert plan.kept == (("shared", ("q.raw",)),) and plan.busy == ("p.sink",)
+    assert plan.lines()[-1] == "consumer group shared: kept (also has offsets on q.raw)"
+    assert teardown_plan(ours, {"q.raw"}, groups[3:]).empty
+
+
+def _commit(kafka: KafkaSettings, group: str, topics: list[str]) -> None:
+    """Offsets for ``group`` on ``topics``, committed without joining (as a stopped service leaves them)."""
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(t, 0, 0) for t in topics], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def _groups(kafka: KafkaSettings) -> set[str]:
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    return {g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid}
+
+
+def _offsets(kafka: KafkaSettings, group: str) -> set[str]:
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)]).values()
+    return {tp.topic for tp in future.result(10).topic_partitions}
+
+
+def _topics(kafka: KafkaSettings) -> set[str]:
+    return set(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}).list_topics(timeout=10).topics)
+
+
+@pytest.fixture
+def prefix_with_groups(local_services, names, edge_env):
+    """The prefix's three topics, a group of its own, a group that also reads
+    another topic, and a group of that other topic only."""
+    kafka = KafkaSettings(topic_prefix=names["prefix"], partitions=1)
+    ensure_topics(kafka)
+    other = f"{names['prefix']}-other.raw"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    admin.create_topics([NewTopic(other, 1, 1)])[other].result(10)
+    groups = {"own": f"{names['prefix']}.parser", "shared": f"{names['prefix']}-shared",
+              "other": f"{names['prefix']}-other"}
+    _commit(kafka, groups["own"], [kafka.raw_topic, kafka.parsed_topic])
+    _commit(kafka, groups["shared"], [kafka.raw_topic, other])
+    _commit(kafka, groups["other"], [other])
+    yield kafka, groups, other
+    left = [t for t in [*topic_names(kafka), other] if t in _topics(kafka)]
+    for future in (admin.delete_topics(left).values() if left else []):
+        future.result(10)
+    gone = [g for g in groups.values() if g in _groups(kafka)]
+    for future in (admin.delete_consumer_groups(gone).values() if gone else []):
+        future.result(10)
+
+
+def _delete_cli(env: dict, *argv: str, answer: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", "topics", "--delete", *argv], cwd=ROOT,
+                          env={**os.environ, **env}, input=answer, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL if answer is None else None)
+
+
+def test_delete_asks_then_removes_the_prefixs_topics_and_its_own_groups(prefix_with_groups, edge_env):
+    kafka, groups, other = prefix_with_groups
+    declined = _delete_cli(edge_env, answer="n\n")
+    assert declined.returncode == 1 and "not confirmed: nothing deleted" in declined.stderr, declined.stderr
+    assert f"topic {kafka.dlq_topic}: to delete" in declined.stdout
+    assert f"consumer group {groups['own']}: to delete" in declined.stdout
+    assert f"consumer group {groups['shared']}: kept (also has offsets on {other})" in declined.stdout
+    assert f"group {groups['other']}:" not in declined.stdout and "[y/N]" in declined.stdout
+    assert set(topic_names(kafka)) <= _topics(kafka) and groups["own"] in _groups(kafka)
+    assert _delete_cli(edge_env).returncode == 1  # no answer (end of input) is no
+
+    done = _delete_cli(edge_env, answer="y\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "topics: deleted 3 topics and 1 consumer groups" in done.stdout
+    assert not set(topic_names(kafka)) & _topics(kafka) and other in _topics(kafka)
+    assert groups["own"] not in _groups(kafka)
+    assert _offsets(kafka, groups["shared"]) >= {other} and _offsets(kafka, groups["other"]) == {other}
+    again = _delete_cli(edge_env, "--yes")
+    assert again.returncode == 0 and f"nothing to delete for prefix {kafka.topic_prefix!r}" in again.stdout
+
+
+def test_delete_is_refused_while_a_consumer_is_active_then_done_with_yes(prefix_with_groups, edge_env):
+    kafka, _groups_, _other = prefix_with_groups
+    group = f"{kafka.topic_prefix}.sink"
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group,
+                         "enable.auto.commit": False, **TEST_KAFKA_CLIENT})
+    consumer.subscribe([kafka.parsed_topic])
+    try:
+        wait_for(lambda: consumer.poll(0.2) is None and consumer.assignment(), 60, what="the consumer's assignment")
+        consumer.commit(offsets=[TopicPartition(kafka.parsed_topic, 0, 0)], asynchronous=False)
+        refused = _delete_cli(edge_env, "--yes")
+        assert refused.returncode == 6, refused.stdout + refused.stderr
+        assert f"consumer group {group} has active members" in refused.stderr and "nothing deleted" in refused.stderr
+        assert set(topic_names(kafka)) <= _topics(kafka) and group in _groups(kafka)
+    finally:
+        consumer.close()
+    done = _delete_cli(edge_env, "--yes")  # never asks
+    assert done.returncode == 0 and "[y/N]" not in done.stdout, done.stdout + done.stderr
+    assert f"consumer group {group}: deleted" in done.stdout and group not in _groups(kafka)
+    assert not set(topic_names(kafka)) & _topics(kafka)

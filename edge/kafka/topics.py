@@ -23,7 +23,6 @@ gets one clear line naming what it refused, never a traceback.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -38,7 +37,7 @@ from confluent_kafka.admin import (
 
 from edge.core.errors import UnreachableError
 from edge.kafka.config import admin_config
-from edge.config.settings import KafkaSettings, TopicsSettings
+from edge.config.settings import KafkaSettings
 
 TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
@@ -171,21 +170,26 @@ def _create_missing(admin: AdminClient, kafka: KafkaSettings, missing: list[str]
     return created
 
 
-def ensure_topics(kafka: KafkaSettings, timeout_s: float = TIMEOUT_S, *, apply: bool = False) -> list[TopicStatus]:
-    """Create the missing topics with their configs; report every topic with its
-    partitions, replication and config drift (set it when ``apply``)."""
-    admin = AdminClient(admin_config(kafka, "edge-topics"))
-    wanted = topic_configs(kafka)
-    names = list(wanted)
+def existing_topics(admin: AdminClient, kafka: KafkaSettings, timeout_s: float = CONNECT_TIMEOUT_S) -> set[str]:
+    """The topics the cluster has; UnreachableError when no broker answers soon."""
     try:
         # A broker that does not answer this soon is not there: say so, don't wait 30 s.
-        existing = admin.list_topics(timeout=min(timeout_s, CONNECT_TIMEOUT_S)).topics
+        return set(admin.list_topics(timeout=min(timeout_s, CONNECT_TIMEOUT_S)).topics)
     except KafkaException as exc:
         admin.poll(0)  # hands librdkafka's own reason (refused, unresolved ...) to the log
         raise UnreachableError(
             f"kafka: no broker answered at {kafka.bootstrap_servers} within {CONNECT_TIMEOUT_S:g} s: "
             f"{exc.args[0].str()}"
         ) from None
+
+
+def ensure_topics(kafka: KafkaSettings, timeout_s: float = TIMEOUT_S, *, apply: bool = False) -> list[TopicStatus]:
+    """Create the missing topics with their configs; report every topic with its
+    partitions, replication and config drift (set it when ``apply``)."""
+    admin = AdminClient(admin_config(kafka, "edge-topics"))
+    wanted = topic_configs(kafka)
+    names = list(wanted)
+    existing = existing_topics(admin, kafka, timeout_s)
     created = _create_missing(admin, kafka, [n for n in names if n not in existing], timeout_s)
     metadata = admin.list_topics(timeout=timeout_s).topics
     described = _describe(admin, names, timeout_s)
@@ -213,36 +217,3 @@ def ensure_topics(kafka: KafkaSettings, timeout_s: float = TIMEOUT_S, *, apply: 
             tuple(drift.get(name, ())), name in applied, errors.get(name, ""),
         ))
     return report
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--apply", action="store_true",
-                        help="set the configs of existing topics that drift from the settings"
-                             " (retention.ms, min.insync.replicas, cleanup.policy)")
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = TopicsSettings.load(args.config)
-    kafka = settings.kafka
-    report = ensure_topics(kafka, apply=getattr(args, "apply", False))
-    for status in report:
-        print(status.line(), flush=True)
-    code = 0
-    if any(s.partitions == 0 for s in report):
-        print("topics: some topics have no partitions in the cluster metadata", flush=True)
-        code = 1
-    for status in report:
-        if status.partitions and status.partitions != kafka.partitions:
-            print(f"topics: note: {status.name} has {status.partitions} partitions, config says {kafka.partitions}"
-                  " (not changed: more partitions would move series between them)", flush=True)
-        if status.replication and status.replication != kafka.replication_factor:
-            print(f"topics: note: {status.name} has replication factor {status.replication}, config says"
-                  f" {kafka.replication_factor} (not changed: reassign partitions with Kafka's tools)", flush=True)
-    if any(s.configs_error for s in report):
-        code = 1
-    elif any(s.drift and not s.applied for s in report):
-        print("topics: configs drift from the settings; `edge topics --apply` sets them", flush=True)
-    return code

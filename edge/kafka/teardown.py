@@ -1,0 +1,129 @@
+"""``edge topics --delete``: remove a prefix's topics and the consumer groups that
+are its own, after trying the pipeline under another prefix.
+
+Which groups are the prefix's: every group on the broker whose committed offsets
+are all on the prefix's topics (``<prefix>.raw``, ``.parsed``, ``.dlq``). A group
+with offsets on any other topic as well is kept and named (its offsets on the
+prefix's topics go with those topics); a group with no committed offsets at all
+cannot be told apart from someone else's and is never touched.
+
+Refused while any group with offsets on the prefix's topics has active members
+(a running parser, sink or replay): stop the services first. tansu reports an
+active group as ``STABLE`` without listing its members, so a group counts as
+active when it has members or is in a state other than empty, dead or unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from edge.config.settings import KafkaSettings
+from edge.core.errors import UnreachableError
+from edge.kafka.config import admin_config
+from edge.kafka.topics import TIMEOUT_S, existing_topics, topic_names
+
+IDLE_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN}
+
+
+# ---------------------------------------------------------------- pure
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    topics: frozenset[str]  # the topics it has committed offsets on
+    active: bool
+
+
+@dataclass(frozen=True)
+class Teardown:
+    """What ``--delete`` would do for one prefix."""
+
+    topics: tuple[str, ...]  # the prefix's topics that exist
+    groups: tuple[str, ...]  # groups with offsets only on those: deleted
+    kept: tuple[tuple[str, tuple[str, ...]], ...]  # (group, its other topics): not the prefix's alone
+    busy: tuple[str, ...]  # groups on the prefix's topics with active members: refuse
+
+    @property
+    def empty(self) -> bool:
+        return not self.topics and not self.groups
+
+    def lines(self) -> list[str]:
+        out = [f"topic {name}: to delete" for name in self.topics]
+        out += [f"consumer group {group}: to delete" for group in self.groups]
+        out += [f"consumer group {group}: kept (also has offsets on {', '.join(others)})"
+                for group, others in self.kept]
+        return out
+
+
+def teardown_plan(prefix_topics: list[str], existing: set[str], groups: list[Group]) -> Teardown:
+    ours = set(prefix_topics)
+    touching = [g for g in groups if g.topics & ours]
+    return Teardown(
+        topics=tuple(t for t in prefix_topics if t in existing),
+        groups=tuple(sorted(g.id for g in touching if g.topics <= ours)),
+        kept=tuple(sorted((g.id, tuple(sorted(g.topics - ours))) for g in touching if not g.topics <= ours)),
+        busy=tuple(sorted(g.id for g in touching if g.active)),
+    )
+
+
+# ---------------------------------------------------------------- broker
+
+
+def _result(future, what: str):
+    try:
+        return future.result(TIMEOUT_S)
+    except KafkaException as exc:
+        raise UnreachableError(f"kafka: {what}: {exc.args[0].str()}") from None
+
+
+def _groups(admin: AdminClient) -> list[Group]:
+    listed = _result(admin.list_consumer_groups(request_timeout=TIMEOUT_S), "list consumer groups")
+    ids = sorted(g.group_id for g in listed.valid)
+    if not ids:
+        return []
+    described = admin.describe_consumer_groups(ids, request_timeout=TIMEOUT_S)
+    groups = []
+    for group_id in ids:
+        offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id)],
+                                                    request_timeout=TIMEOUT_S)[group_id]
+        topics = frozenset(tp.topic for tp in _result(offsets, f"offsets of group {group_id}").topic_partitions
+                           if tp.offset >= 0)
+        description = _result(described[group_id], f"describe group {group_id}")
+        active = bool(description.members) or description.state not in IDLE_STATES
+        groups.append(Group(group_id, topics, active))
+    return groups
+
+
+def plan(kafka: KafkaSettings) -> Teardown:
+    """What deleting this prefix would remove, read from the broker now."""
+    admin = AdminClient(admin_config(kafka, "edge-topics"))
+    existing = existing_topics(admin, kafka)
+    return teardown_plan(topic_names(kafka), existing, _groups(admin))
+
+
+def delete(kafka: KafkaSettings, teardown: Teardown) -> list[str]:
+    """Delete the plan's groups, then its topics; one line per thing deleted.
+    Raises UnreachableError naming what the broker refused (the rest is done)."""
+    admin = AdminClient(admin_config(kafka, "edge-topics"))
+    done, refused = [], []
+    if teardown.groups:
+        for group, future in admin.delete_consumer_groups(list(teardown.groups), request_timeout=TIMEOUT_S).items():
+            try:
+                future.result(TIMEOUT_S)
+                done.append(f"consumer group {group}: deleted")
+            except KafkaException as exc:
+                refused.append(f"group {group}: {exc.args[0].str()}")
+    if teardown.topics:
+        for topic, future in admin.delete_topics(list(teardown.topics), request_timeout=TIMEOUT_S).items():
+            try:
+                future.result(TIMEOUT_S)
+                done.append(f"topic {topic}: deleted")
+            except KafkaException as exc:
+                refused.append(f"topic {topic}: {exc.args[0].str()}")
+    if refused:
+        raise UnreachableError(f"kafka refused to delete {'; '.join(refused)} (deleted: {len(done)})")
+    return done
