@@ -62,7 +62,7 @@ def main() -> int:
             done = archive(settings, START, END, keep=True, progress=False, log=log)
             assert done.failed == 0, done.failures
             print(f"archived {done.values:,} values in {done.exported} day files")
-            summary = restore(settings, "field6", START, END, into, log=log)
+            summary = restore(settings, ["field6"], START, END, into, log=log)
         restored = count_values(url, into)
         print(f"restore: {summary.points:,} points, {summary.values:,} values in {summary.seconds:.2f}s"
               f" = {summary.values_per_s:,.0f} values/s ({summary.points / summary.seconds:,.0f} points/s,"

@@ -27,7 +27,8 @@ from pathlib import Path
 import boto3
 
 from devtools import services
-from edge.archive.archiver import ArchiveSummary, archive
+from edge.archive.archiver import archive
+from edge.archive.summary import ArchiveSummary
 from edge.config.settings import ArchiveSettings, InfluxSettings, SimulatorSettings, SinkSettings, TopicsSettings
 from edge.simulator.publish import SimulationSummary, publish
 from edge.query.local import run_local_sql

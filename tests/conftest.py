@@ -63,3 +63,27 @@ def edge_env(local_services, names, tmp_path) -> dict[str, str]:
         "EDGE_LOG__FORMAT": "json",
         "EDGE_CONFIG": "",
     }
+
+
+@pytest.fixture
+def moto_bucket(local_services, names, monkeypatch):
+    """A bucket of this test's own on the shared moto_server (moto stands in for S3
+    only): the ``S3Settings`` that reach it, prefix ``archive/``. Emptied and
+    removed afterwards."""
+    import boto3
+
+    from edge.config.settings import S3Settings
+
+    moto = dev_services.default_moto()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    settings = S3Settings(bucket=f"edge-test-{names['tag']}", endpoint_url=moto.url, region="us-east-1")
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=settings.bucket)
+    yield settings
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=settings.bucket, Key=obj["Key"])
+    s3.delete_bucket(Bucket=settings.bucket)

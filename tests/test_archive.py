@@ -25,7 +25,7 @@ import requests
 from influxdb import InfluxDBClient
 from moto import mock_aws
 
-from edge.archive import plan
+from edge.archive import windows
 from edge.archive.archiver import archive
 from edge.archive.s3 import S3Store
 from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
@@ -50,7 +50,7 @@ def _lines() -> list[str]:
     for s_i, site in enumerate(SITES):
         tags = f"device={_esc_tag(DEVICE)},service_id=1,site_id={site}"
         for day in DAYS:
-            base = plan.day_start_ns(day)
+            base = windows.day_start_ns(day)
             for i in range(40):
                 t = base + i * 1_800 * 10**9 + 7_000  # 30 min apart, with microseconds
                 v = round(0.1 * i + s_i + day.day / 7, 6)
@@ -60,8 +60,8 @@ def _lines() -> list[str]:
                     lines.append(f"field1_racks,{tags},rack=1 soc={v * 2!r},fault=false {t}")
     # Outside the window: a second before its start, exactly at its end.
     tags = f"device={_esc_tag(DEVICE)},service_id=1,site_id=000001"
-    lines.append(f"field1,{tags} v=99.5,run=true {plan.day_start_ns(DAYS[0]) - 10**9}")
-    lines.append(f"field1,{tags} v=77.25,run=false {plan.day_start_ns(date(2023, 7, 3))}")
+    lines.append(f"field1,{tags} v=99.5,run=true {windows.day_start_ns(DAYS[0]) - 10**9}")
+    lines.append(f"field1,{tags} v=77.25,run=false {windows.day_start_ns(date(2023, 7, 3))}")
     return lines
 
 
@@ -112,7 +112,7 @@ def _points(client: InfluxDBClient, measurement: str, where: str = "") -> list[d
 
 
 def _in_window() -> str:
-    return f"WHERE time >= {plan.day_start_ns(DAYS[0])} AND time < {plan.day_start_ns(date(2023, 7, 3))}"
+    return f"WHERE time >= {windows.day_start_ns(DAYS[0])} AND time < {windows.day_start_ns(date(2023, 7, 3))}"
 
 
 def _typed(value):
@@ -171,7 +171,7 @@ def test_archive_is_lossless_queryable_and_deletes_exactly_the_window(influx_db,
         got = []
         for r in rows:
             r = dict(r)
-            r["time"] = plan.to_ns(r.pop("time"))
+            r["time"] = windows.to_ns(r.pop("time"))
             r.pop("date")
             got.append(tuple(sorted((k, _typed(v)) for k, v in r.items() if v is not None)))
         assert sorted(got) == expected
@@ -266,7 +266,7 @@ def test_local_only_keeps_points_rerun_skips_and_late_points_replace_the_day(inf
     assert part.stat().st_mtime_ns == mtime
 
     # A late point for a kept day: that day alone is exported again, same file name.
-    late = f"field1,device={_esc_tag(DEVICE)},service_id=1,site_id=000001 v=1.5,run=true {plan.day_start_ns(DAYS[0]) + 5_000}"
+    late = f"field1,device={_esc_tag(DEVICE)},service_id=1,site_id=000001 v=1.5,run=true {windows.day_start_ns(DAYS[0]) + 5_000}"
     requests.post(f"{INFLUX}/write", params={"db": names["database"]}, data=late).raise_for_status()
     third = archive(settings, START, END, progress=False)
     assert (third.exported, third.skipped) == (1, WINDOWS - 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from edge.archive import plan
+from edge.archive import windows
 from edge.archive.archiver import archive
 from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 
@@ -31,7 +31,7 @@ START, END = datetime(2023, 7, 1, tzinfo=UTC), datetime(2023, 7, 2, tzinfo=UTC)
 def influx_db(local_services, names):
     db = names["database"]
     requests.post(f"{INFLUX}/query", params={"q": f'CREATE DATABASE "{db}"'}, timeout=30).raise_for_status()
-    base = plan.day_start_ns(DAY)
+    base = windows.day_start_ns(DAY)
     for site in ("000001", "000002"):
         body = "\n".join(f"field1,device=Battery,site_id={site} v={i}.25 {base + i * 60 * 10**9}" for i in range(300))
         assert requests.post(f"{INFLUX}/write", params={"db": db}, data=body, timeout=30).status_code == 204

@@ -18,10 +18,10 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from edge.archive import archiver
-from edge.archive import plan
+from edge.archive import windows
 from edge.archive.archiver import archive
 from edge.cli import build_parser
+from edge.commands import archive as archive_command
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
 from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 from tests.support.influx import query
@@ -45,14 +45,14 @@ def _write(db: str, rp: str, lines: list[str]) -> None:
 
 def _raw_lines(day: date, n: int = 24) -> list[str]:
     """The sink's points: one an hour, tags as the parser writes them."""
-    base = plan.day_start_ns(day)
+    base = windows.day_start_ns(day)
     return [f"field1,device=Battery,service_id=1,site_id={SITE} v={i + 0.5},run=true {base + i * 3_600 * 10**9}"
             for i in range(n)]
 
 
 def _ds_lines(day: date) -> list[str]:
     """A downsampled copy: two 12-hour means of the same series."""
-    base = plan.day_start_ns(day)
+    base = windows.day_start_ns(day)
     return [f"field1,device=Battery,service_id=1,site_id={SITE} mean_v={i + 6.0} {base + i * 12 * 3_600 * 10**9}"
             for i in range(2)]
 
@@ -60,8 +60,8 @@ def _ds_lines(day: date) -> list[str]:
 def _count(db: str, rp: str, day: date | None = None) -> int:
     where = ""
     if day is not None:
-        start = plan.day_start_ns(day)
-        where = f" WHERE time >= {start} AND time < {start + plan.NS_PER_DAY}"
+        start = windows.day_start_ns(day)
+        where = f" WHERE time >= {start} AND time < {start + windows.NS_PER_DAY}"
     series = query(INFLUX, db, f'SELECT * FROM "{db}"."{rp}"."field1"{where}')
     return sum(len(s["values"]) for s in series)
 
@@ -177,7 +177,7 @@ def test_cli_refusal_raises_refused_error_after_the_summary(two_policies, archiv
     _write(db, "autogen", _raw_lines(DAY1))
     _write(db, "ds", _ds_lines(DAY1))
     with pytest.raises(RefusedError) as caught:
-        archiver.run(_cli_args("--start", "2023-07-01", "--end", "2023-07-02", "--delete"))
+        archive_command.run(_cli_args("--start", "2023-07-01", "--end", "2023-07-02", "--delete"))
     assert caught.value.exit_code == 6
     captured = capsys.readouterr()
     assert "refused=1" in captured.out and "deleted=0" in captured.out
@@ -198,7 +198,7 @@ def test_cli_refusal_raises_refused_error_after_the_summary(two_policies, archiv
 )
 def test_contradictory_or_empty_options_are_usage_errors(archive_env, argv, message):
     with pytest.raises(UsageError, match=message) as caught:
-        archiver.run(_cli_args(*argv))
+        archive_command.run(_cli_args(*argv))
     assert caught.value.exit_code == 2
 
 

@@ -20,8 +20,10 @@ from edge.archive.archiver import archive
 from edge.archive.s3 import S3Store
 from edge.core.errors import NotFoundError, RefusedError
 from edge.ops.restore import restore
+from edge.runtime.progress import span_text
 from edge.ops.restore_lines import bodies, escape_key, line_array, value_count
-from edge.archive.reader import day_of_key, fields_of
+from edge.archive.layout import parse_part_key
+from edge.archive.restore_parts import fields_of
 from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 from tests.support import influx
 from tests.support.processes import ROOT
@@ -65,14 +67,28 @@ def test_bodies_are_newline_joined_batches():
     assert list(bodies(pa.array([], pa.string()), 5)) == []
 
 
-def test_archive_keys_name_their_site_and_day():
-    assert day_of_key("field6/site_id=000001/date=2024-06-01/part-00000.parquet", "field6") == (
-        "000001", date(2024, 6, 1))
-    assert day_of_key("f/site_id=a%2Fb/date=2024-06-01/part-00001.parquet", "f") == ("a/b", date(2024, 6, 1))
-    assert day_of_key("f/site_id=__HIVE_DEFAULT_PARTITION__/date=2024-06-01/part-00000.parquet", "f")[0] is None
+def _key_says(key: str):
+    found = parse_part_key(key)
+    return None if found is None else (found.table, found.site_id, found.day)
+
+
+def test_archive_keys_name_their_table_site_and_day():
+    assert _key_says("field6/site_id=000001/date=2024-06-01/part-00000.parquet") == (
+        "field6", "000001", date(2024, 6, 1))
+    assert _key_says("f%2Fg/site_id=a%2Fb/date=2024-06-01/part-00001.parquet") == ("f/g", "a/b", date(2024, 6, 1))
+    assert _key_says("f/site_id=__HIVE_DEFAULT_PARTITION__/date=2024-06-01/part-00000.parquet")[1] is None
     for other in ("f/site_id=1/date=2024-06-01/_manifest.json", "f/site_id=1/date=2024-06-01/.part-0.parquet.tmp",
-                  "g/site_id=1/date=2024-06-01/part-00000.parquet", "f/site_id=1/date=nope/part-00000.parquet"):
-        assert day_of_key(other, "f") is None
+                  "f/site_id=1/date=nope/part-00000.parquet", "f/site_id=1/part-00000.parquet",
+                  "f/x/site_id=1/date=2024-06-01/part-00000.parquet"):
+        assert parse_part_key(other) is None
+
+
+def test_ranges_read_as_an_operator_says_them():
+    d = lambda *a: datetime(*a, tzinfo=UTC)  # noqa: E731
+    assert span_text(d(2025, 1, 1), d(2025, 1, 2)) == "on 2025-01-01"
+    assert span_text(date(2025, 1, 1), date(2025, 1, 4)) == "from 2025-01-01 through 2025-01-03"
+    assert span_text(d(2025, 1, 1, 6), d(2025, 1, 2, 12)) == (
+        "from 2025-01-01T06:00:00Z to 2025-01-02T12:00:00Z (end excluded)")
 
 
 # ------------------------------------------------------------------ on the real InfluxDB
@@ -146,7 +162,7 @@ def test_archive_then_restore_one_site_into_another_database_value_for_value(dat
     assert 'say "hi" C:\\temp\nnext line' in {v for row in original for v in row}  # the hard string went through
 
     # Again: the same database, not doubled.
-    restore(settings, MEASUREMENT, datetime(2024, 6, 1, 6, tzinfo=UTC), datetime(2024, 6, 2, 12, tzinfo=UTC), into,
+    restore(settings, [MEASUREMENT], datetime(2024, 6, 1, 6, tzinfo=UTC), datetime(2024, 6, 2, 12, tzinfo=UTC), into,
             sites={"000002"})
     assert _rows(url, into, "time > 0") == original
 
@@ -155,9 +171,9 @@ def test_restore_refuses_the_live_database_unless_told(databases, tmp_path, edge
     url, live, _into = databases
     settings = _settings(live, tmp_path)
     with pytest.raises(RefusedError, match="live database"):
-        restore(settings, MEASUREMENT, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), live)
-    with pytest.raises(NotFoundError, match="no archived field6"):
-        restore(settings, MEASUREMENT, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), live,
+        restore(settings, [MEASUREMENT], datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), live)
+    with pytest.raises(NotFoundError, match=r"^no archived field6 for any site on 2024-06-01 in /"):
+        restore(settings, [MEASUREMENT], datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), live,
                 into_live=True)
     env = dict(edge_env, EDGE_INFLUXDB__DATABASE=live)
     cli = subprocess.run([sys.executable, "-m", "edge.cli", "restore", "--measurement", MEASUREMENT, "--start",
@@ -178,9 +194,69 @@ def test_restore_from_s3_when_configured(databases, tmp_path, monkeypatch):
                        measurements=[MEASUREMENT], store=S3Store(s3))
         assert done.failed == 0 and done.exported == 2
         shutil.rmtree(tmp_path / "archive")  # only S3 holds it now
-        summary = restore(settings, MEASUREMENT, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC),
+        summary = restore(settings, [MEASUREMENT], datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC),
                           into)
     day = "time >= '2024-06-01T00:00:00Z' AND time < '2024-06-02T00:00:00Z'"
     original = _rows(url, live, day)
     assert summary.points == len(original) and summary.parts == 2
     assert _rows(url, into, "time > 0") == original
+
+
+# ------------------------------------------------------------------ several measurements
+
+OTHERS = {"field7": 40, "field8": 25}  # points per site on 2024-06-01, besides field6
+
+
+def _other_lines() -> list[str]:
+    return [f"{m},site_id={site} power={i}.5 {DAY1 + i * 60}000000000"
+            for m, n in OTHERS.items() for site in ("000001", "000002") for i in range(n)]
+
+
+def _count(url: str, db: str, measurement: str) -> int:
+    series = influx.query(url, db, f'SELECT count("power") FROM "{measurement}"')
+    return sum(v[1] for s in series for v in s["values"])
+
+
+def _measurements(url: str, db: str) -> set[str]:
+    return {v[0] for s in influx.query(url, db, "SHOW MEASUREMENTS") for v in s["values"]}
+
+
+def _restore_cli(env: dict, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.cli", "restore", "--start", "2024-06-01", "--end", "2024-06-02",
+                           *argv], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_restore_takes_several_measurements_or_every_one(databases, tmp_path, edge_env):
+    url, live, into = databases
+    _write(url, live, _other_lines())
+    settings = _settings(live, tmp_path)
+    done = archive(settings, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), keep=True)
+    assert done.failed == 0 and done.exported == 6  # three measurements x two sites
+    day = "time >= '2024-06-01T00:00:00Z' AND time < '2024-06-02T00:00:00Z'"
+    field6 = len(_rows(url, live, day))
+    env = dict(edge_env, EDGE_INFLUXDB__DATABASE=live, EDGE_ARCHIVE__DIRECTORY=str(tmp_path / "archive"))
+
+    two = _restore_cli(env, "--measurement", "field6", "--measurement", "field7", "--into", into)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert _measurements(url, into) == {"field6", "field7"}  # both, and nothing else
+    assert len(_rows(url, into, "time > 0")) == field6 and _count(url, into, "field7") == 2 * OTHERS["field7"]
+    assert two.stdout.startswith(
+        f"restore: field6 ({field6} points), field7 ({2 * OTHERS['field7']} points) from sites 000001, 000002"
+        f" into {into}: parts=4 points={field6 + 2 * OTHERS['field7']} "), two.stdout
+
+    every = into + "_all"
+    try:
+        none = _restore_cli(env, "--into", every)
+        assert none.returncode == 0, none.stdout + none.stderr
+        assert _measurements(url, every) == {"field6", "field7", "field8"}
+        assert [_count(url, every, m) for m in OTHERS] == [2 * n for n in OTHERS.values()]
+        assert _rows(url, every, "time > 0") == _rows(url, live, day)
+        assert "field8 (50 points) from sites 000001, 000002" in none.stdout, none.stdout
+    finally:
+        influx.execute(url, f'DROP DATABASE "{every}"')
+
+    missing = _restore_cli(env, "--measurement", "field7", "--measurement", "field9", "--site", "000002",
+                           "--into", into)
+    assert missing.returncode == 5, missing.stderr
+    assert missing.stderr.strip().endswith(
+        f"no archived field9 for site 000002 on 2024-06-01 in {tmp_path / 'archive'} (found: field7)"), missing.stderr

@@ -24,8 +24,11 @@ from moto import mock_aws
 
 # The archiver's code that makes manifests: the one place to follow it if it moves.
 from edge.archive import parquet_schema as schema
-from edge.archive import plan
-from edge.archive.archiver import WrittenPart, archive, part_record
+from edge.archive import layout
+from edge.archive import manifest as manifests
+from edge.archive import windows
+from edge.archive.archiver import archive
+from edge.archive.parquet_file import WrittenPart
 from edge.archive.s3 import S3Store
 from edge.archive.store import FileDigest, manifest_bytes
 from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
@@ -79,7 +82,7 @@ def part_columns(fields: dict[str, str], tags: tuple[str, ...] = TAGS) -> dict[s
     return {f.name: str(f.type) for f in arrow}
 
 
-def day_manifest(window: plan.Window, *parts: dict[str, str], tags: tuple[str, ...] = TAGS) -> dict:
+def day_manifest(window: windows.Window, *parts: dict[str, str], tags: tuple[str, ...] = TAGS) -> dict:
     """The manifest of a day with one part per ``fields`` mapping."""
     manifest = None
     for index, fields in enumerate(parts):
@@ -93,7 +96,7 @@ def day_manifest(window: plan.Window, *parts: dict[str, str], tags: tuple[str, .
             min_time=f"{window.day.isoformat()}T00:00:00Z",
             max_time=f"{window.day.isoformat()}T00:00:01Z",
         )
-        manifest = plan.with_part(manifest, window, part_record(index, key, f"s3://{BUCKET}/{PREFIX}{key}", written))
+        manifest = manifests.with_part(manifest, window, manifests.part_record(index, key, f"s3://{BUCKET}/{PREFIX}{key}", written))
     return manifest
 
 
@@ -103,19 +106,19 @@ def as_version_2(manifest: dict) -> dict:
     return {**manifest, "version": 2, "parts": parts}
 
 
-def put_manifest(s3, window: plan.Window, manifest: dict | bytes) -> str:
+def put_manifest(s3, window: windows.Window, manifest: dict | bytes) -> str:
     key = PREFIX + window.manifest_key
     body = manifest if isinstance(manifest, bytes) else manifest_bytes(manifest)
     s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     return key
 
 
-def put_day(s3, window: plan.Window, *parts: dict[str, str]) -> str:
+def put_day(s3, window: windows.Window, *parts: dict[str, str]) -> str:
     return put_manifest(s3, window, day_manifest(window, *parts))
 
 
-def window(day: dt.date = DAY1, measurement: str = "field6", site: str = "000001") -> plan.Window:
-    return plan.Window(measurement, day, site)
+def window(day: dt.date = DAY1, measurement: str = "field6", site: str = "000001") -> windows.Window:
+    return windows.Window(measurement, day, site)
 
 
 def object_created(*keys: str) -> dict:
@@ -276,7 +279,7 @@ def test_measurements_get_their_own_tables_and_keys_are_decoded(aws):
 
 def test_points_without_a_site_go_to_hives_default_partition(aws):
     s3, glue, *_ = aws
-    key = put_day(s3, window(site=plan.NO_SITE), FIELDS)
+    key = put_day(s3, window(site=layout.NO_SITE), FIELDS)
     assert "/site_id=__HIVE_DEFAULT_PARTITION__/" in key
 
     assert upload.handler(object_created(key), None)["created"] == 1
@@ -455,7 +458,7 @@ def test_the_archivers_own_output_is_registered_with_its_files_types(aws, local_
     influx = InfluxSettings(database=names["database"])
     lines = []
     for day in (DAY1, DAY2):
-        t = plan.day_start_ns(day)
+        t = windows.day_start_ns(day)
         lines += [
             f"field6,device=EV\\ Charger\\ 1/A,service_id=1,site_id=000001 voltage=229.5,run=true,energy=12i {t}",
             f"field6,device=EV\\ Charger\\ 1/A,service_id=1,site_id=000001 voltage=230.25,run=false,energy=13i {t + 10**9}",

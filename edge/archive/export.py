@@ -16,7 +16,8 @@ import msgpack
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from edge.archive import plan
+from edge.archive import influxql
+from edge.archive.windows import Window
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.client import InfluxClient
 from edge.influx.errors import error_message
@@ -103,7 +104,7 @@ class InfluxArchiveSource:
 
     def retention_policies(self) -> list[tuple[str, bool]]:
         """``(name, is_default)`` of every policy; NotFoundError without the database."""
-        rows = self._rows(f"SHOW RETENTION POLICIES ON {plan.quote_ident(self.database)}")
+        rows = self._rows(f"SHOW RETENTION POLICIES ON {influxql.quote_ident(self.database)}")
         out = []
         for s in rows:
             at = {c: i for i, c in enumerate(s["columns"])}
@@ -114,7 +115,7 @@ class InfluxArchiveSource:
         return [v[0] for s in self._rows("SHOW MEASUREMENTS") for v in s["values"]]
 
     def _source(self, policy: str, measurement: str) -> str:
-        return plan.qualified(self.database, policy, measurement)
+        return influxql.qualified(self.database, policy, measurement)
 
     def field_keys(self, policy: str, measurement: str) -> list[tuple[str, str]]:
         rows = self._rows(f"SHOW FIELD KEYS FROM {self._source(policy, measurement)}")
@@ -134,33 +135,33 @@ class InfluxArchiveSource:
     def plan_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int]]:
         """``(site_id, day_start_ns, values)`` for every site-day holding points."""
         out = []
-        for s in self._rows(plan.count_plan(self.database, policy, measurement, start_ns, end_ns)):
+        for s in self._rows(influxql.count_plan(self.database, policy, measurement, start_ns, end_ns)):
             site = (s.get("tags") or {}).get("site_id", "")
             for v in s["values"]:
                 out.append((site, int(v[0]), sum(x for x in v[1:] if x)))
         return out
 
-    def window_counts(self, window: plan.Window, policy: str | None = None) -> dict[str, int]:
+    def window_counts(self, window: Window, policy: str | None = None) -> dict[str, int]:
         """Values per field in the window (``count(*)``), fields with none left out;
         in the window's own policy, or in ``policy``."""
         counts: dict[str, int] = {}
-        for s in self._rows(plan.count_window(self.database, window, policy)):
+        for s in self._rows(influxql.count_window(self.database, window, policy)):
             for v in s["values"]:
                 for col, n in zip(s["columns"][1:], v[1:]):
                     if n:
                         counts[col.removeprefix("count_")] = int(n)
         return counts
 
-    def delete(self, window: plan.Window) -> None:
+    def delete(self, window: Window) -> None:
         """Remove the window from every policy (InfluxQL DELETE takes no policy)."""
-        self._rows(plan.delete_window(window), method="POST")
+        self._rows(influxql.delete_window(window), method="POST")
 
     # -------------------------------------------------------------- bulk export
 
-    def export(self, window: plan.Window, chunk_rows: int) -> Iterator[tuple[list[str], list[list]]]:
+    def export(self, window: Window, chunk_rows: int) -> Iterator[tuple[list[str], list[list]]]:
         """``(columns, rows)`` per chunk of ``SELECT *`` over the window, streamed."""
         try:
-            resp = self.client.stream(plan.select_window(self.database, window), chunk_rows)
+            resp = self.client.stream(influxql.select_window(self.database, window), chunk_rows)
         except requests.RequestException as exc:
             raise _unreachable(self.settings, exc) from None
         with resp:

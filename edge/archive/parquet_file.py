@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from edge.archive import parquet_schema as schema
-from edge.archive import plan
 from edge.archive.export import InfluxArchiveSource
+from edge.archive.windows import Window
 from edge.archive.store import FileDigest, file_digest, make_dirs, read_from_disk, replace_durably
 
 
@@ -42,7 +42,7 @@ class WrittenPart:
 
 def write_window(
     source: InfluxArchiveSource,
-    window: plan.Window,
+    window: Window,
     fields: dict[str, pa.DataType],
     tags: list[str],
     target: Path,

@@ -109,10 +109,3 @@ def record_batch(columns: Sequence[str], rows: Sequence[Sequence], schema: pa.Sc
             arrays.append(_column(values, field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-
-def non_null_counts(table_or_batch) -> dict[str, int]:
-    """Values per field column, keyed like InfluxDB's ``count(*)`` (without prefix)."""
-    return {
-        name: len(col) - col.null_count
-        for name, col in zip(table_or_batch.schema.names, table_or_batch.columns)
-    }

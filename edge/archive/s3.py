@@ -8,6 +8,10 @@
 - ``verify`` = HEAD with checksum mode: the object exists, its size, its metadata
   SHA-256 and S3's own checksum (single part: the file's SHA-256; multipart: the
   composite recomputed from the local file) all match.
+- Reading: ``keys`` lists with ListObjectsV2 pages; ``open_read`` downloads with
+  the same managed transfer into a spooled temporary file (in memory up to
+  ``SPOOL_BYTES``, on disk beyond), seekable as Parquet needs.
+- A missing key is S3's error code (``missing_key``), never the exception's name.
 - Credentials: the standard boto3 chain (environment, profile, instance role).
   Transient errors are retried by botocore's "standard" retry mode.
 """
@@ -16,7 +20,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -27,6 +35,15 @@ from edge.archive.store import FileDigest, manifest_bytes
 from edge.config.settings import S3Settings
 
 MB = 1024 * 1024
+SPOOL_BYTES = 64 * MB
+# What S3 (and S3-compatible servers) answer for a key that is not there: GetObject
+# says NoSuchKey, HeadObject (no body) only its status.
+MISSING_KEY_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def missing_key(exc: ClientError) -> bool:
+    """S3 answered that the key does not exist (not: no bucket, no access)."""
+    return exc.response.get("Error", {}).get("Code") in MISSING_KEY_CODES
 
 
 def composite_sha256(path: Path, part_size: int) -> str:
@@ -85,7 +102,7 @@ class S3Store:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self.key(key), ChecksumMode="ENABLED")
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if missing_key(exc):
                 return None
             raise
 
@@ -109,13 +126,29 @@ class S3Store:
         composite = composite_sha256(Path(local_path), self.transfer.multipart_chunksize)
         return remote.split("-")[0] == composite.split("-")[0]
 
-    def get_json(self, key: str) -> dict | None:
-        import json
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every object whose key starts with ``prefix``, in key order."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.key(prefix))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self.prefix):]
 
+    def open_read(self, key: str) -> BinaryIO:
+        """The object's bytes as a seekable file; ClientError (``missing_key``) when absent."""
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        try:
+            self.client.download_fileobj(self.bucket, self.key(key), spool, Config=self.transfer)
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+        return spool
+
+    def get_json(self, key: str) -> dict | None:
         try:
             obj = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if missing_key(exc):
                 return None
             raise
         return json.loads(obj["Body"].read())

@@ -1,8 +1,15 @@
-"""Where archived files go: the local archive directory, or S3 (``edge.archive.s3``).
+"""The archive's files: the local archive directory, or S3 (``edge.archive.s3``).
 
-Both stores take the same relative keys (``<measurement>/site_id=.../date=.../...``)
-and answer the same questions: is this object there with this size and SHA-256?
-Writes are atomic (temp file + rename), so a killed run never leaves half a file
+Both stores take the same relative keys (``<measurement>/site_id=.../date=.../...``,
+``edge.archive.layout``) behind one interface, ``ArchiveStore``:
+
+- write side (the archiver): ``put_file``, ``put_json``, ``verify`` (is this object
+  there with this size and SHA-256?);
+- read side (restore, the archiver's manifests): ``keys(prefix)``, ``open_read(key)``,
+  ``get_json(key)`` (None when the key is missing);
+- ``url(key)`` names a key for people (``url("")``: the archive itself).
+
+``archive_store(settings, source)`` picks the store. Writes are atomic (temp file + rename), so a killed run never leaves half a file
 under a final name, and durable: the file and every directory entry leading to it
 are fsynced before anything counts on them (a power cut after a DELETE must find
 the archive on disk). ``read_from_disk`` drops a synced file's cached pages, so a
@@ -15,8 +22,12 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Literal, Protocol
+
+from edge.config.settings import ArchiveSettings
+from edge.core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -42,11 +53,30 @@ class ArchiveStore(Protocol):
 
     def verify(self, key: str, digest: FileDigest, local_path: Path | None) -> bool: ...
 
-    def get_json(self, key: str) -> dict | None: ...
-
     def put_json(self, key: str, data: dict) -> None: ...
 
+    def keys(self, prefix: str) -> Iterator[str]: ...
+
+    def open_read(self, key: str) -> BinaryIO: ...
+
+    def get_json(self, key: str) -> dict | None: ...
+
     def url(self, key: str) -> str: ...
+
+
+Source = Literal["auto", "local", "s3"]
+
+
+def archive_store(settings: ArchiveSettings, source: Source = "auto") -> ArchiveStore:
+    """The archive to use: S3 when ``[s3] bucket`` is set (``auto``), else the
+    ``[archive] directory``; ``local`` or ``s3`` choose one."""
+    if source == "s3" and not settings.s3.bucket:
+        raise UsageError("--source s3 needs [s3] bucket")
+    if source == "local" or not settings.s3.bucket:
+        return LocalStore(settings.archive.directory)
+    from edge.archive.s3 import S3Store  # boto3 only when S3 is used
+
+    return S3Store(settings.s3)
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -134,6 +164,21 @@ class LocalStore:
             return False
         read_from_disk(target)
         return file_digest(target) == digest
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        """Every file whose key starts with ``prefix``, directory by directory, sorted."""
+        folder, _, _ = prefix.rpartition("/")
+        base = self.root / folder
+        for directory, subdirs, files in os.walk(base):
+            subdirs.sort()
+            relative = Path(directory).relative_to(self.root).as_posix()
+            for name in sorted(files):
+                key = name if relative == "." else f"{relative}/{name}"
+                if key.startswith(prefix):
+                    yield key
+
+    def open_read(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
 
     def get_json(self, key: str) -> dict | None:
         try:

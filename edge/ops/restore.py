@@ -1,73 +1,98 @@
-"""``edge restore --measurement M [--site S] --start T --end T --into DB``: archived
-points back into InfluxDB, so Grafana can look at an archived day again.
+"""Archived points back into InfluxDB, so Grafana can look at an archived day again.
 
-Reads the archive (``[archive] directory``, or S3 when ``[s3] bucket`` is set;
-``--source`` chooses), keeps the rows with ``start <= time < end``, and writes
-them to the database ``--into`` in batches of ``--batch-lines`` lines, exact in
-value and type (``edge.ops.restore_lines``). Writes into a database other than
-the live one (``[influxdb] database``): writing into the live one needs
-``--into-live``, since restored points then mix with live ones (harmlessly:
-the same series and time overwrite). The database is created when missing
-(``[influxdb] create_database``). Restoring twice gives the same database.
+Reads the archive through its store (``edge.archive.store.archive_store``: the
+``[archive] directory``, or S3 when ``[s3] bucket`` is set; ``source`` chooses),
+the measurements asked for or every one the archive holds in the range, keeps the
+rows with ``start <= time < end``, and writes them to the database ``into`` in
+batches of ``batch_lines`` lines, exact in value and type
+(``edge.ops.restore_lines``). Writes into a database other than the live one
+(``[influxdb] database``): writing into the live one needs ``into_live``, since
+restored points then mix with live ones (harmlessly: the same series and time
+overwrite). The database is created when missing (``[influxdb]
+create_database``). Restoring twice gives the same database.
 
-Progress bar (points, values/s) on a terminal; the closing line gives points,
-values and values/s.
+Every measurement asked for must be in the archive for the range (and sites),
+or nothing is written: the error names what is missing, where and when.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
-from edge.influx.errors import Outcome
-from edge.influx.client import InfluxClient
-from edge.core.moments import moment
-from edge.ops.restore_lines import bodies, line_array, value_count
-from edge.archive.reader import ArchivedPart, ArchiveReader, fields_of
+from edge.archive.restore_parts import ArchivedPart, archived_parts, fields_of, read_batches
+from edge.archive.store import ArchiveStore, Source, archive_store
 from edge.config.settings import ArchiveSettings
+from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
+from edge.influx.client import InfluxClient
+from edge.influx.errors import Outcome
+from edge.ops.restore_lines import bodies, line_array, value_count
+from edge.runtime.progress import progress_bar, span_text
 
 READ_ROWS = 50_000
 WRITE_ATTEMPTS = 8
+SITES_NAMED = 10  # more sites than this are counted, not listed
 
 
 @dataclass
 class RestoreSummary:
+    into: str = ""
     parts: int = 0
     points: int = 0
     values: int = 0
     requests: int = 0
     seconds: float = 0.0
+    points_by_measurement: Counter = field(default_factory=Counter)
+    sites: set = field(default_factory=set)  # None stands for series without a site_id tag
 
     @property
     def values_per_s(self) -> float:
         return self.values / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def measurements(self) -> list[str]:
+        return sorted(self.points_by_measurement)
+
+    def what(self) -> str:
+        """What was restored: each measurement with its points, and the sites."""
+        each = ", ".join(f"{m} ({self.points_by_measurement[m]} points)" for m in self.measurements)
+        return f"{each or 'nothing'} {sites_text(self.sites, 'from ')} into {self.into}"
+
     def line(self) -> str:
-        return (f"parts={self.parts} points={self.points} values={self.values} requests={self.requests}"
-                f" seconds={self.seconds:.1f} rate={self.values_per_s:,.0f} values/s")
+        return (f"{self.what()}: parts={self.parts} points={self.points} values={self.values}"
+                f" requests={self.requests} seconds={self.seconds:.1f} rate={self.values_per_s:,.0f} values/s")
+
+
+def sites_text(sites: set | None, lead: str = "for ") -> str:
+    """``for any site``, ``for site 000001``, ``for sites a, b`` (the first ten, then a count)."""
+    if not sites:
+        return f"{lead}any site"
+    names = sorted("(no site_id)" if s is None else s for s in sites)
+    shown = ", ".join(names[:SITES_NAMED])
+    if len(names) > SITES_NAMED:
+        shown += f" and {len(names) - SITES_NAMED} more"
+    return f"{lead}{'site' if len(names) == 1 else 'sites'} {shown}"
 
 
 class Restorer:
-    def __init__(self, writer: InfluxClient, reader: ArchiveReader, batch_lines: int, log):
+    def __init__(self, writer: InfluxClient, store: ArchiveStore, batch_lines: int, log):
         self.writer = writer
-        self.reader = reader
+        self.store = store
         self.batch_lines = batch_lines
         self.log = log
 
     def restore(self, parts: list[ArchivedPart], start: datetime, end: datetime, bar=None) -> RestoreSummary:
-        summary = RestoreSummary()
+        summary = RestoreSummary(into=self.writer.settings.database)
         began = time.monotonic()
         lo = pa.scalar(start, pa.timestamp("us", tz="UTC"))
         hi = pa.scalar(end, pa.timestamp("us", tz="UTC"))
         for part in parts:
-            for batch in self.reader.batches(part, READ_ROWS):
+            for batch in read_batches(self.store, part, READ_ROWS):
                 times = batch.column("time")
                 batch = batch.filter(pc.and_(pc.greater_equal(times, lo), pc.less(times, hi)))
                 if batch.num_rows == 0:
@@ -78,6 +103,8 @@ class Restorer:
                     self._write(body, part)
                     summary.requests += 1
                     summary.points += n
+                    summary.points_by_measurement[part.measurement] += n
+                    summary.sites.add(part.site_id)
                 summary.values += value_count(batch, fields)
                 if bar is not None:
                     bar.update(batch.num_rows)
@@ -106,90 +133,67 @@ class Restorer:
         raise UnreachableError(f"influxdb: writing {part.key} failed {WRITE_ATTEMPTS} times: {result.error[:300]}")
 
 
-def _bar(total: int | None, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="point", desc="restore", file=sys.stderr, dynamic_ncols=True, unit_scale=True)
+def find_parts(
+    store: ArchiveStore, measurements: list[str] | None, sites: set[str] | None, start: datetime, end: datetime
+) -> list[ArchivedPart]:
+    """The parts to restore; NotFoundError naming each measurement asked for that
+    the archive does not hold for the range and sites (nothing is written then)."""
+    first_day = start.astimezone(UTC).date()
+    last_day = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    parts = archived_parts(store, measurements, sites, first_day, last_day)
+    where = f"{sites_text(sites)} {span_text(start, end)} in {store.url('')}"
+    if measurements:
+        held = {p.measurement for p in parts}
+        missing = [m for m in dict.fromkeys(measurements) if m not in held]
+        if missing:
+            also = f" (found: {', '.join(sorted(held))})" if held else ""
+            raise NotFoundError(f"no archived {', '.join(missing)} {where}{also}")
+    elif not parts:
+        raise NotFoundError(f"no archived measurement {where}")
+    return parts
 
 
 def restore(
     settings: ArchiveSettings,
-    measurement: str,
+    measurements: list[str] | None,
     start: datetime,
     end: datetime,
     into: str,
     *,
     sites: set[str] | None = None,
     into_live: bool = False,
-    source: str = "auto",
+    source: Source = "auto",
     batch_lines: int = 5000,
-    progress: bool = False,
+    progress: bool | None = False,
     log=None,
 ) -> RestoreSummary:
-    """Write the archived points of ``measurement`` in ``[start, end)`` into ``into``."""
+    """Write the archived points of ``measurements`` (None: every measurement the
+    archive holds in the range) in ``[start, end)`` into the database ``into``."""
     import structlog
 
     log = log or structlog.get_logger().bind(service="restore")
+    if isinstance(measurements, str):
+        raise TypeError("measurements is a list of names (or None for every one)")
     if end <= start:
         raise UsageError("--end must be after --start")
     if into == settings.influxdb.database and not into_live:
         raise RefusedError(f"{into} is the live database ([influxdb] database): restore into another one, "
                            "or give --into-live to mix archived points into it")
-    use_s3 = source == "s3" or (source == "auto" and bool(settings.s3.bucket))
-    if use_s3 and not settings.s3.bucket:
-        raise UsageError("--source s3 needs [s3] bucket")
-    reader = ArchiveReader(settings, use_s3)
-    last_day = (end - timedelta(microseconds=1)).date()
-    parts = reader.parts(measurement, sites, start.date(), last_day)
-    if not parts:
-        raise NotFoundError(f"no archived {measurement} for {sorted(sites) if sites else 'any site'} "
-                            f"from {start.date()} to {last_day} in {reader.where}")
+    store = archive_store(settings, source)
+    parts = find_parts(store, measurements, sites, start, end)
     writer = InfluxClient(settings.influxdb.model_copy(update={"database": into}))
     try:
         created = writer.ensure_database()
         if not created.ok:
             raise UnreachableError(f"influxdb: creating {into}: {created.error}")
-        log.info("restore_planned", measurement=measurement, parts=len(parts), source=reader.where, into=into)
+        log.info("restore_planned", measurements=sorted({p.measurement for p in parts}), parts=len(parts),
+                 source=store.url(""), into=into)
         total = sum(p.rows for p in parts) if all(p.rows is not None for p in parts) else None
-        bar = _bar(total, progress)
-        try:
-            summary = Restorer(writer, reader, batch_lines, log).restore(parts, start, end, bar)
-        finally:
-            if bar is not None:
-                bar.close()
+        with progress_bar(total, "point", "restore", enabled=progress) as bar:
+            summary = Restorer(writer, store, batch_lines, log).restore(parts, start, end, bar)
     finally:
         writer.close()
-    log.info("restore_finished", **vars(summary))
+    log.info("restore_finished", measurements=summary.points_by_measurement, sites=len(summary.sites),
+             parts=summary.parts, points=summary.points, values=summary.values, requests=summary.requests,
+             seconds=summary.seconds)
     return summary
-
-
-# ------------------------------------------------------------------ CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--measurement", required=True, help="measurement to restore (e.g. field6)")
-    parser.add_argument("--site", action="append", default=[], help="only this site (repeatable)")
-    parser.add_argument("--start", type=moment, required=True, help="from this day or moment (UTC unless given)")
-    parser.add_argument("--end", type=moment, required=True, help="up to this day or moment, exclusive")
-    parser.add_argument("--into", required=True, help="InfluxDB database to write into (created if missing)")
-    parser.add_argument("--into-live", action="store_true",
-                        help="allow --into to be the live database ([influxdb] database)")
-    parser.add_argument("--source", choices=("auto", "local", "s3"), default="auto",
-                        help="archive to read (default: S3 when [s3] bucket is set, else [archive] directory)")
-    parser.add_argument("--batch-lines", type=int, default=5000, help="lines per /write request (default 5000)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from edge.runtime import logs
-
-    settings = ArchiveSettings.load(getattr(args, "config", None))
-    log = logs.configure(settings.log, "restore")
-    if args.batch_lines < 1:
-        raise UsageError("--batch-lines must be at least 1")
-    summary = restore(settings, args.measurement, args.start, args.end, args.into, sites=set(args.site) or None,
-                      into_live=args.into_live, source=args.source, batch_lines=args.batch_lines,
-                      progress=sys.stderr.isatty(), log=log)
-    print(f"restore: {summary.line()}")
-    return 0

@@ -7,42 +7,46 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 
-from edge.archive import plan
+from edge.archive import influxql
+from edge.archive import layout
+from edge.archive import manifest as manifests
+from edge.archive import retention
+from edge.archive import windows
 from edge.archive import parquet_schema as schema
 from edge.core.errors import UsageError
 
 
 def test_window_is_one_utc_day_in_hive_layout():
-    w = plan.Window("field6", date(2023, 7, 1), "000001")
+    w = windows.Window("field6", date(2023, 7, 1), "000001")
     assert w.start_ns == 1688169600 * 10**9
     assert w.end_ns - w.start_ns == 86_400 * 10**9
     assert w.part_key(0) == "field6/site_id=000001/date=2023-07-01/part-00000.parquet"
     assert w.manifest_key == "field6/site_id=000001/date=2023-07-01/_manifest.json"
-    odd = plan.Window("m", date(2023, 7, 1), "a/b=c")
+    odd = windows.Window("m", date(2023, 7, 1), "a/b=c")
     assert odd.directory == "m/site_id=a%2Fb%3Dc/date=2023-07-01"
-    assert plan.Window("m", date(2023, 7, 1), "").directory.endswith("site_id=__HIVE_DEFAULT_PARTITION__/date=2023-07-01")
+    assert windows.Window("m", date(2023, 7, 1), "").directory.endswith("site_id=__HIVE_DEFAULT_PARTITION__/date=2023-07-01")
 
 
 def test_range_covers_whole_complete_days_only():
     now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
-    start, end = plan.archive_range(now, 30, None, None, settle_minutes=60)
-    assert start is None and end == plan.day_start_ns(date(2023, 7, 11))
-    start, end = plan.archive_range(now, 0, datetime(2023, 7, 1, 12, tzinfo=UTC), datetime(2023, 7, 3, 6, tzinfo=UTC))
-    assert (start, end) == (plan.day_start_ns(date(2023, 7, 1)), plan.day_start_ns(date(2023, 7, 3)))
+    start, end = windows.archive_range(now, 30, None, None, settle_minutes=60)
+    assert start is None and end == windows.day_start_ns(date(2023, 7, 11))
+    start, end = windows.archive_range(now, 0, datetime(2023, 7, 1, 12, tzinfo=UTC), datetime(2023, 7, 3, 6, tzinfo=UTC))
+    assert (start, end) == (windows.day_start_ns(date(2023, 7, 1)), windows.day_start_ns(date(2023, 7, 3)))
 
 
 def test_age_zero_means_up_to_the_last_complete_day():
     # 15:30: yesterday ended 15.5 h ago, today is open.
     now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
-    assert plan.archive_range(now, 0, None, None, settle_minutes=60) == (None, plan.day_start_ns(date(2023, 8, 10)))
+    assert windows.archive_range(now, 0, None, None, settle_minutes=60) == (None, windows.day_start_ns(date(2023, 8, 10)))
     # 00:30 with 60 settle minutes: yesterday is not settled yet, so it waits.
     early = datetime(2023, 8, 10, 0, 30, tzinfo=UTC)
-    assert plan.archive_range(early, 0, None, None, settle_minutes=60)[1] == plan.day_start_ns(date(2023, 8, 9))
-    assert plan.archive_range(early, 0, None, None, settle_minutes=20)[1] == plan.day_start_ns(date(2023, 8, 10))
+    assert windows.archive_range(early, 0, None, None, settle_minutes=60)[1] == windows.day_start_ns(date(2023, 8, 9))
+    assert windows.archive_range(early, 0, None, None, settle_minutes=20)[1] == windows.day_start_ns(date(2023, 8, 10))
     # A small age never reaches into an unsettled day either.
-    assert plan.archive_range(early, 0.01, None, None, settle_minutes=60)[1] == plan.day_start_ns(date(2023, 8, 9))
+    assert windows.archive_range(early, 0.01, None, None, settle_minutes=60)[1] == windows.day_start_ns(date(2023, 8, 9))
     # Only the explicit flag lets today in.
-    assert plan.archive_range(now, 0, None, None, settle_minutes=60, include_today=True)[1] == plan.day_start_ns(date(2023, 8, 11))
+    assert windows.archive_range(now, 0, None, None, settle_minutes=60, include_today=True)[1] == windows.day_start_ns(date(2023, 8, 11))
 
 
 @pytest.mark.parametrize(
@@ -62,33 +66,33 @@ def test_age_zero_means_up_to_the_last_complete_day():
 def test_contradictory_or_empty_ranges_are_usage_errors(older, start, end, include_today, message):
     now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
     with pytest.raises(UsageError, match=message):
-        plan.archive_range(now, older, start, end, settle_minutes=60, include_today=include_today)
+        windows.archive_range(now, older, start, end, settle_minutes=60, include_today=include_today)
 
 
 def test_explicit_end_into_today_with_the_flag():
     now = datetime(2023, 8, 10, 15, 30, tzinfo=UTC)
-    got = plan.archive_range(now, 0, datetime(2023, 8, 10, tzinfo=UTC), datetime(2023, 8, 11, tzinfo=UTC),
+    got = windows.archive_range(now, 0, datetime(2023, 8, 10, tzinfo=UTC), datetime(2023, 8, 11, tzinfo=UTC),
                              settle_minutes=60, include_today=True)
-    assert got == (plan.day_start_ns(date(2023, 8, 10)), plan.day_start_ns(date(2023, 8, 11)))
+    assert got == (windows.day_start_ns(date(2023, 8, 10)), windows.day_start_ns(date(2023, 8, 11)))
 
 
 def test_every_query_names_database_policy_and_measurement():
-    w = plan.Window("field1", date(2023, 7, 1), "000001", "one_year", "field1__one_year")
-    assert plan.select_window("micro grid", w).startswith('SELECT * FROM "micro grid"."one_year"."field1" WHERE ')
-    assert plan.count_window("db", w).startswith('SELECT count(*) FROM "db"."one_year"."field1" WHERE ')
-    assert plan.count_window("db", w, "autogen").startswith('SELECT count(*) FROM "db"."autogen"."field1" WHERE ')
-    assert plan.count_plan("db", 'r"p', "m", 0, 10).startswith('SELECT count(*) FROM "db"."r\\"p"."m" WHERE ')
+    w = windows.Window("field1", date(2023, 7, 1), "000001", "one_year", "field1__one_year")
+    assert influxql.select_window("micro grid", w).startswith('SELECT * FROM "micro grid"."one_year"."field1" WHERE ')
+    assert influxql.count_window("db", w).startswith('SELECT count(*) FROM "db"."one_year"."field1" WHERE ')
+    assert influxql.count_window("db", w, "autogen").startswith('SELECT count(*) FROM "db"."autogen"."field1" WHERE ')
+    assert influxql.count_plan("db", 'r"p', "m", 0, 10).startswith('SELECT count(*) FROM "db"."r\\"p"."m" WHERE ')
     # DELETE takes no policy in InfluxQL (it reaches every one): the verdict guards it.
-    assert plan.delete_window(w).startswith('DELETE FROM "field1" WHERE ')
+    assert influxql.delete_window(w).startswith('DELETE FROM "field1" WHERE ')
     assert w.part_key(0) == "field1__one_year/site_id=000001/date=2023-07-01/part-00000.parquet"
     assert w.delete_key == ("field1", "000001", date(2023, 7, 1))
 
 
 def test_policies_other_than_the_sinks_get_tables_of_their_own():
-    assert plan.table_name("field1", "autogen", "autogen") == "field1"
-    assert plan.table_name("field1", "one_year", "autogen") == "field1__one_year"
-    assert plan.table_collisions([("field1", "autogen"), ("field1", "one_year")], "autogen") == []
-    clash = plan.table_collisions([("field1__one_year", "autogen"), ("field1", "one_year")], "autogen")
+    assert layout.table_name("field1", "autogen", "autogen") == "field1"
+    assert layout.table_name("field1", "one_year", "autogen") == "field1__one_year"
+    assert layout.table_collisions([("field1", "autogen"), ("field1", "one_year")], "autogen") == []
+    clash = layout.table_collisions([("field1__one_year", "autogen"), ("field1", "one_year")], "autogen")
     assert clash == ['field1__one_year: "one_year"."field1", "autogen"."field1__one_year"']
 
 
@@ -106,15 +110,15 @@ def test_policies_other_than_the_sinks_get_tables_of_their_own():
     ],
 )
 def test_delete_verdict(archived, influx, allowed, refused, changed):
-    verdict = plan.delete_verdict(archived, influx)
+    verdict = retention.delete_verdict(archived, influx)
     assert verdict.allowed is allowed
     assert refused in verdict.refused and (verdict.refused == "") == (refused == "")
     assert changed in verdict.changed and (verdict.changed == "") == (changed == "")
 
 
 def test_delete_statement_is_bounded_and_quoted():
-    w = plan.Window('we"ird', date(2023, 7, 1), "o'neil")
-    sql = plan.delete_window(w)
+    w = windows.Window('we"ird', date(2023, 7, 1), "o'neil")
+    sql = influxql.delete_window(w)
     assert sql == (
         'DELETE FROM "we\\"ird" WHERE "site_id" = \'o\\\'neil\''
         f" AND time >= {w.start_ns} AND time < {w.end_ns}"
@@ -128,24 +132,24 @@ def _part(index, counts, sealed=False, deleted=False):
 @pytest.mark.parametrize(
     ("parts", "counts", "stored_ok", "delete", "expected"),
     [
-        ([], {"v": 3}, False, True, (plan.Step.EXPORT, 0)),
-        ([], {}, False, True, (plan.Step.NOTHING, 0)),
-        ([_part(0, {"v": 3})], {"v": 3}, True, True, (plan.Step.DELETE_ONLY, 0)),
-        ([_part(0, {"v": 3})], {"v": 3}, True, False, (plan.Step.SKIP, 0)),
+        ([], {"v": 3}, False, True, (manifests.Step.EXPORT, 0)),
+        ([], {}, False, True, (manifests.Step.NOTHING, 0)),
+        ([_part(0, {"v": 3})], {"v": 3}, True, True, (manifests.Step.DELETE_ONLY, 0)),
+        ([_part(0, {"v": 3})], {"v": 3}, True, False, (manifests.Step.SKIP, 0)),
         # Object missing or corrupt in the store: export again into the same part.
-        ([_part(0, {"v": 3})], {"v": 3}, False, True, (plan.Step.EXPORT, 0)),
+        ([_part(0, {"v": 3})], {"v": 3}, False, True, (manifests.Step.EXPORT, 0)),
         # More points since (kept in InfluxDB): re-export replaces the open part.
-        ([_part(0, {"v": 3})], {"v": 5}, True, False, (plan.Step.EXPORT, 0)),
+        ([_part(0, {"v": 3})], {"v": 5}, True, False, (manifests.Step.EXPORT, 0)),
         # Killed after sealing, before DELETE: delete, no new upload.
-        ([_part(0, {"v": 3}, sealed=True)], {"v": 3}, True, True, (plan.Step.DELETE_ONLY, 0)),
+        ([_part(0, {"v": 3}, sealed=True)], {"v": 3}, True, True, (manifests.Step.DELETE_ONLY, 0)),
         # Deleted day with late points: a new part, the archived one stays.
-        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 3}, True, True, (plan.Step.EXPORT, 1)),
-        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 1}, True, True, (plan.Step.EXPORT, 1)),
+        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 3}, True, True, (manifests.Step.EXPORT, 1)),
+        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 1}, True, True, (manifests.Step.EXPORT, 1)),
     ],
 )
 def test_decide(parts, counts, stored_ok, delete, expected):
     manifest = {"parts": parts} if parts else None
-    d = plan.decide(manifest, counts, stored_ok, delete)
+    d = manifests.decide(manifest, counts, stored_ok, delete)
     assert (d.step, d.part_index) == expected
 
 

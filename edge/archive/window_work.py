@@ -1,0 +1,217 @@
+"""The work on one window: decide, export, upload, verify; later seal and delete.
+
+``WindowWork`` holds what every window of a run shares (settings, InfluxDB, the
+store, the local directory, the scope) and does one window at a time; the run
+loop (``edge.archive.archiver``) decides the order and what a failure stops.
+
+- ``archive_window``: count the window's values in InfluxDB (per field) and read
+  its manifest; unless the manifest shows it archived and verified, export it in
+  chunks into ``<archive dir>/<table>/site_id=<s>/date=<d>/part-NNNNN.parquet``
+  (fsynced, described from the disk), upload it with a SHA-256 checksum, verify
+  (object present, size and checksums, the file's value counts equal InfluxDB's)
+  and write the manifest next to the data.
+- ``delete_group``: one window in every archived policy; count it again in every
+  policy of the database, seal the verified parts, DELETE once, mark them deleted.
+
+A failure of the store (S3) is raised as ``StoreFailed``: the run stops and
+deletes nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from edge.archive import manifest as manifests
+from edge.archive import parquet_schema as schema
+from edge.archive import retention
+from edge.archive.export import InfluxArchiveSource
+from edge.archive.parquet_file import WindowFailed, write_window
+from edge.archive.scope import Scope
+from edge.archive.store import ArchiveStore, FileDigest, LocalStore
+from edge.archive.summary import ArchiveSummary
+from edge.archive.layout import table_name
+from edge.archive.windows import Window, floor_day, windows_from_counts
+from edge.config.settings import ArchiveSettings
+
+
+class StoreFailed(RuntimeError):
+    """The archive store (S3) failed: the run stops and deletes nothing."""
+
+
+class DeleteRefused(RuntimeError):
+    """The DELETE would remove points that no archive holds: not done."""
+
+
+@contextmanager
+def _store_step(window: Window, what: str) -> Iterator[None]:
+    """A store call for a window: any failure becomes StoreFailed naming both."""
+    try:
+        yield
+    except StoreFailed:
+        raise
+    except Exception as exc:
+        raise StoreFailed(f"{window.label()}: {what}: {type(exc).__name__}: {exc}") from exc
+
+
+def window_text(window: Window) -> str:
+    """A window across policies: what one DELETE removes."""
+    return f"{window.measurement} site_id={window.site_id or '-'} {window.day.isoformat()}"
+
+
+class WindowWork:
+    def __init__(
+        self,
+        settings: ArchiveSettings,
+        source: InfluxArchiveSource,
+        store: ArchiveStore,
+        local: LocalStore,
+        delete: bool,
+        log,
+        scope: Scope,
+    ):
+        self.settings = settings
+        self.source = source
+        self.store = store
+        self.local = local
+        self.delete = delete
+        self.log = log
+        self.scope = scope
+        self._types: dict[tuple[str, str], tuple[dict[str, pa.DataType], list[str]]] = {}
+
+    def types(self, window: Window) -> tuple[dict[str, pa.DataType], list[str]]:
+        key = (window.retention_policy, window.measurement)
+        if key not in self._types:
+            self._types[key] = (
+                schema.field_types(self.source.field_keys(*key)),
+                self.source.tag_keys(*key),
+            )
+        return self._types[key]
+
+    def plan(self, start_ns: int | None, end_ns: int) -> list[Window]:
+        """Every window in [start, end) holding points, in every archived policy."""
+        windows: list[Window] = []
+        for policy in self.scope.policies:
+            for m in self.scope.measurements:
+                first = start_ns
+                if first is None:
+                    first = self.source.first_time_ns(policy, m)
+                    if first is None:
+                        continue
+                    first = floor_day(first)
+                if first >= end_ns:
+                    continue
+                table = table_name(m, policy, self.scope.primary)
+                windows += windows_from_counts(m, self.source.plan_counts(policy, m, first, end_ns), policy, table)
+        return sorted(windows)
+
+    def decide(self, window: Window) -> tuple[manifests.Decision, dict[str, int], dict | None]:
+        counts = self.source.window_counts(window)
+        with _store_step(window, "read manifest"):
+            manifest = self.store.get_json(window.manifest_key)
+            parts = (manifest or {}).get("parts", [])
+            stored_ok = False
+            if parts and any(counts.values()):
+                last = parts[-1]
+                key = window.part_key(last["index"])
+                stored_ok = self.store.verify(
+                    key, FileDigest(last["bytes"], last["sha256"]), self.local.path(key)
+                )
+        return manifests.decide(manifest, counts, stored_ok, self.delete), counts, manifest
+
+    def archive_window(self, window: Window, summary: ArchiveSummary) -> int | None:
+        """Export, write, upload, verify. The part index to delete next, or None."""
+        decision, counts, manifest = self.decide(window)
+        step = decision.step
+        if step is manifests.Step.NOTHING:
+            summary.unchanged += 1
+            return None
+        if step is manifests.Step.SKIP:
+            summary.skipped += 1
+            return None
+        index = decision.part_index
+        if step is manifests.Step.EXPORT:
+            self._export(window, index, counts, manifest, summary)
+        return index if self.delete else None
+
+    def _export(self, window: Window, index: int, counts: dict[str, int], manifest: dict | None,
+                summary: ArchiveSummary) -> None:
+        key = window.part_key(index)
+        fields, tags = self.types(window)
+        options = self.settings.archive
+        part = write_window(
+            self.source, window, fields, tags, self.local.path(key),
+            options.chunk_rows, options.zstd_level, options.row_group_rows,
+        )
+        if part.field_counts != counts:
+            # Points came or went while exporting: the next run exports again.
+            raise WindowFailed(f"{window.label()}: counts changed during export")
+        record = manifests.part_record(index, key, self.store.url(key), part)
+        manifest = manifests.with_part(manifest, window, record)
+        with _store_step(window, "upload"):
+            self.store.put_file(key, part.path, part.digest)
+            if not self.store.verify(key, part.digest, part.path):
+                raise StoreFailed(f"{window.label()}: {self.store.url(key)} failed verification")
+            self.store.put_json(window.manifest_key, manifest)
+        if self.store is not self.local:
+            self.local.put_json(window.manifest_key, manifest)
+        summary.exported += 1
+        summary.objects += 1
+        summary.rows += part.rows
+        summary.values += sum(part.field_counts.values())
+        summary.bytes += part.digest.size
+
+    def held(self, window: Window) -> dict[str, dict[str, int]]:
+        """Values per field in the window, in every policy of the database."""
+        return {policy: self.source.window_counts(window, policy) for policy in self.scope.every_policy}
+
+    def preview_delete(self, windows: list[Window]) -> retention.DeleteVerdict:
+        """Would a DELETE of these windows (one per archived policy) be allowed now?"""
+        held = self.held(windows[0])
+        return retention.delete_verdict({w.retention_policy: held[w.retention_policy] for w in windows}, held)
+
+    def delete_group(self, members: list[tuple[Window, int]], summary: ArchiveSummary) -> None:
+        """One window in every archived policy: check every policy, seal the verified
+        parts, DELETE once (it reaches every policy), mark them deleted."""
+        found: list[tuple[Window, dict, dict]] = []
+        for window, index in members:
+            with _store_step(window, "read manifest"):
+                manifest = self.store.get_json(window.manifest_key)
+            part = next((p for p in (manifest or {}).get("parts", []) if p["index"] == index), None)
+            if part is None:
+                raise WindowFailed(f"{window.label()}: manifest lost part {index}; not deleted")
+            found.append((window, manifest, part))
+        first = members[0][0]
+        verdict = retention.delete_verdict(
+            {w.retention_policy: p["field_counts"] for w, _, p in found}, self.held(first)
+        )
+        what = window_text(first)
+        if verdict.refused:
+            raise DeleteRefused(
+                f"{what}: not deleted: {verdict.refused} (InfluxQL DELETE removes the window from every"
+                " retention policy; archive them all with --all-policies, or keep the points with --keep)"
+            )
+        if verdict.changed:
+            raise WindowFailed(f"{what}: InfluxDB changed since export ({verdict.changed}); not deleted")
+        sealed = []
+        for window, manifest, part in found:
+            manifest = manifests.marked(manifest, part["index"], sealed=True, sealed_at=_now())
+            with _store_step(window, "seal"):
+                self.store.put_json(window.manifest_key, manifest)
+            sealed.append((window, manifest, part["index"]))
+        self.source.delete(first)
+        for window, manifest, index in sealed:
+            manifest = manifests.marked(manifest, index, deleted=True, deleted_at=_now())
+            with _store_step(window, "mark deleted"):
+                self.store.put_json(window.manifest_key, manifest)
+            if self.store is not self.local:
+                self.local.put_json(window.manifest_key, manifest)
+            summary.deleted += 1
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
