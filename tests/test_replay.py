@@ -6,6 +6,7 @@ without committing for any group."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -14,7 +15,17 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from edge.simulator.messages import MessageTemplate
-from edge.ops.replay_plan import OFFSET_END, PartitionRange, Progress, Window, plan
+from edge.ops.replay_plan import (
+    OFFSET_END,
+    PartitionPlan,
+    Plan,
+    Progress,
+    Window,
+    checked_end,
+    checked_start,
+    end_offset,
+    start_offset,
+)
 from edge.parser import parse
 from tests.support.kafka import read_all
 from tests.support.pipeline import pipeline, scrape, value  # noqa: F401 (fixture)
@@ -23,28 +34,41 @@ from tests.support.processes import ROOT, wait_for
 # ------------------------------------------------------------------ planner
 
 
-def test_plan_starts_at_the_offset_for_from_never_below_the_log_start_and_ends_at_the_captured_end():
-    ranges = plan({0: 5, 1: OFFSET_END, 2: 0}, {0: (0, 40), 1: (0, 12), 2: (7, 9)})
-    assert ranges[0] == PartitionRange(0, 5, 40) and ranges[0].estimate == 35
-    assert ranges[1].empty and ranges[1].estimate == 0  # nothing at or after --from
-    assert ranges[2] == PartitionRange(2, 7, 9)  # retention deleted up to 7
-    with_to = plan({0: 5, 1: 3}, {0: (0, 40), 1: (0, 12)}, ends_at_to={0: 20, 1: OFFSET_END})
-    assert with_to[0].end == 20 and with_to[1].end == 12  # no record at --to: up to the end
+def test_bounds_start_at_the_offset_for_from_within_the_log_and_end_at_to_or_the_true_log_end():
+    assert start_offset(5, low=0, log_end=40) == 5
+    assert start_offset(OFFSET_END, low=0, log_end=12) == 12  # nothing at or after --from
+    assert start_offset(0, low=7, log_end=9) == 7  # retention deleted up to 7
+    assert end_offset(20, start=5, log_end=40) == 20
+    assert end_offset(None, start=5, log_end=40) == 40  # no --to: the log end
+    assert end_offset(OFFSET_END, start=5, log_end=40) == 40  # no record at --to
+    assert end_offset(0, start=5, log_end=40) == 5  # never before the start
 
 
-def test_a_partition_finishes_past_its_end_only_with_a_record_past_the_window():
+def test_an_imprecise_broker_answer_widens_the_range_and_never_loses_a_record():
     window = Window(from_ms=1000, to_ms=2000)
-    r = PartitionRange(0, 0, 10)
     assert window.wanted(1000) and window.wanted(1999) and not window.wanted(2000) and not window.wanted(999)
-    assert not r.finished_at(9, 5000, window)  # before the end: read on (timestamps may be out of order)
-    assert not r.finished_at(10, 1500, window)  # end under-reported (tansu): still in the window
-    assert r.finished_at(10, 2000, window)
+    assert checked_start(10, 0, [(9, 999), (10, 1000)], window) == 10  # the record before is before --from
+    assert checked_start(10, 0, [(9, 1000), (10, 1001)], window) == 0  # it is in the window: from the log start
+    assert checked_end(20, 50, [(20, 2000)], window) == 20  # the record at the end is at --to
+    assert checked_end(0, 50, [(0, 500)], window) == 50  # tansu's offset 0 for --to: up to the log end
 
 
-def test_progress_line_and_eta():
-    p = Progress(expected=100, messages=40, points=680, skipped=10, seconds=2.0)
-    assert p.rate == 20 and p.eta_s == 2.5
-    assert "messages=40 points=680" in p.line() and "20 msgs/s (340 points/s)" in p.line()
+def test_plan_and_summary_in_words():
+    window = Window(from_ms=1_717_243_200_000, to_ms=1_717_245_000_000)
+    parts = [PartitionPlan(0, 3, 10, 1_717_243_200_000, 1_717_244_000_000), PartitionPlan(1, 4, 4)]
+    plan = Plan("p.raw", "p.parsed", "p.dlq", window, parts, ("000021",), ["[parser]", 'default_timezone = "UTC"'])
+    text = "\n".join(plan.lines())
+    assert plan.total == 7 and "7 messages from p.raw into p.parsed (refused ones to p.dlq)" in text
+    assert "partition 0: offsets 3..9 (7 messages), first 2024-06-01T12:00:00.000Z" in text
+    assert "partition 1: nothing in range" in text and "000021 only" in text
+    assert '  default_timezone = "UTC"' in text
+    p = Progress(expected=7, points=34, outside_window=1, other_sites=2, seconds=2.0)
+    p.outcomes.update({"parsed": 2, "parse_error": 1, "nonexistent_local_time": 1})
+    assert p.read == 7 and p.messages == 4 and p.dead_lettered == 2 and p.rate == 3.5
+    summary = "\n".join(p.summary("done"))
+    assert "read 7 of 7 planned messages" in summary and "34 points produced" in summary
+    assert "dead-lettered: nonexistent_local_time 1, parse_error 1" in summary
+    assert "skipped: 1 outside the window, 2 of other sites" in summary
     assert Progress(expected=5).eta_s is None
 
 
@@ -95,8 +119,11 @@ def test_replay_of_a_window_and_a_site_into_the_parsed_topic_and_influxdb(pipeli
 
     window = ["--from", T0.isoformat(), "--to", (T0 + timedelta(minutes=30)).isoformat(), "--site", A]
     out = _replay(p.env, *window, "--group-id", "replay-" + p.groups["parse"])
-    assert f"messages={len(wanted) + 1} points={17 * len(wanted)} dead_lettered=1" in out, out
-    assert '"event": "replay_progress"' in out or '"event": "replay_planned"' in out  # log lines, not a bar
+    assert f"parsed: {len(wanted)} messages; {17 * len(wanted)} points produced" in out, out
+    assert "dead-lettered: parse_error 1" in out and "of other sites" in out
+    read, planned = re.search(r"read (\d+) of (\d+) planned messages", out).groups()
+    assert read == planned and f"total: {planned} messages to read" in out  # the summary matches the plan
+    assert '"event": "replay_done"' in out and "replay:" not in out  # log lines, not a bar
 
     parsed = read_all(p.kafka, p.kafka.parsed_topic, idle=0.7)
     expected = [pt for body in wanted for pt in parse(body).points]

@@ -13,6 +13,7 @@ development broker, under-reports the high watermark after a multi-record batch.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -70,6 +71,42 @@ class TopicReader:
             except KafkaException as exc:
                 raise UnreachableError(f"kafka: watermarks of {self.topic}[{p}]: {exc.args[0].str()}") from None
         return out
+
+    def first_records(self, starts: dict[int, int], count: int = 1) -> dict[int, list]:
+        """Per partition, the first ``count`` records from its start offset (fewer,
+        or none, where the log ends sooner)."""
+        found: dict[int, list] = {p: [] for p in starts}
+        seen = dict.fromkeys(starts, 0)
+
+        def enough(msg) -> bool:  # asked before the record joins a batch
+            seen[msg.partition()] += 1
+            return seen[msg.partition()] > count
+
+        for batch in self.read(starts, enough):
+            for msg in batch:
+                found[msg.partition()].append(msg)
+        return found
+
+    def last_records(self, count: int = 1) -> dict[int, list]:
+        """Per partition, the last ``count`` records of the log, read up to the
+        partition EOF: the true log end (the high watermark can be under-reported).
+        Empty for an empty partition."""
+        marks = self.watermarks()
+        back = {p: max(count, 1) for p in marks}
+        found: dict[int, list] = {}
+        while back:
+            starts = {p: max(marks[p][0], marks[p][1] - back[p]) for p in back}
+            tails = {p: deque(maxlen=count) for p in starts}
+            for batch in self.read(starts):
+                for msg in batch:
+                    tails[msg.partition()].append(msg)
+            for p, tail in tails.items():
+                if tail or starts[p] <= marks[p][0]:  # found, or read from the log start
+                    found[p] = list(tail)
+                    del back[p]
+                else:  # nothing at or after the reported end-count (offset gaps): further back
+                    back[p] *= 16
+        return dict(sorted(found.items()))
 
     def read(
         self,

@@ -1,15 +1,23 @@
-"""Prometheus counters for what the parser reports about each message.
+"""Prometheus counters of the parser's work on raw messages (``edge_parser_*``).
 
-Imported by the parse stage only (the parser itself stays free of clients): call
-:func:`count_result` for each parsed message and :func:`count_error` for each
-ParseError.
+Counted by ``edge.parser.handler.RawHandler``, the one per-message handler the
+live parse stage and ``edge replay`` share, so both count the same things (the
+parser itself stays free of clients). The live stage's own gauges (in flight,
+lag, commits) and the per-site activity (``edge.parser.site_activity``) are not
+here: replay does not count those.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter
 
-from edge.parser.errors import ParseError, ParseResult
+from edge.parser.errors import ParseResult
+
+MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
+POINTS_OUT = Counter("edge_parser_points", "Points produced to the parsed topic")
+DLQ_RECORDS = Counter("edge_parser_dlq_records", "Raw messages sent to the DLQ", ["reason"])
+DROPPED_VALUES = Counter("edge_parser_dropped_values", "NaN/infinite readings dropped")
+EMPTY_POINTS = Counter("edge_parser_empty_points", "Points not emitted: no field left")
 
 AMBIGUOUS_LOCAL_TIMES = Counter(
     "edge_parser_ambiguous_local_times",
@@ -43,8 +51,19 @@ def count_result(result: ParseResult) -> None:
         DUPLICATE_POINTS.inc(result.duplicate_points)
     if result.unusable_readings:
         UNUSABLE_READINGS.inc(result.unusable_readings)
+    if result.dropped_values:
+        DROPPED_VALUES.inc(result.dropped_values)
+    if result.empty_points:
+        EMPTY_POINTS.inc(result.empty_points)
 
 
-def count_error(error: ParseError) -> None:
-    if error.reason == "nonexistent_local_time":
+def count_error(reason: str) -> None:
+    """A refused message, by its DLQ reason (``ParseError.reason``)."""
+    if reason == "nonexistent_local_time":
         NONEXISTENT_LOCAL_TIMES.inc()
+
+
+# Every family above: what a replay writes to its metrics textfile.
+FAMILIES = tuple(metric._name for metric in (MESSAGES_IN, POINTS_OUT, DLQ_RECORDS, DROPPED_VALUES, EMPTY_POINTS,
+                                             AMBIGUOUS_LOCAL_TIMES, NONEXISTENT_LOCAL_TIMES, DUPLICATE_POINTS,
+                                             UNUSABLE_READINGS))

@@ -1,7 +1,8 @@
 """``edge parse``: Kafka raw topic -> parsed topic (one record per point) and DLQ.
 
 The parser's own protocol; consuming, committing, rebalancing and stopping are
-``edge.kafka.runner``'s. For each raw message (``edge.parser.parse``):
+``edge.kafka.runner``'s. Each raw message goes through ``edge.parser.handler``
+(the handler ``edge replay`` calls too):
 
 - every point -> ``<prefix>.parsed``, value = the line-protocol line, key = the
   series key (measurement + sorted tags), so one series stays on one partition;
@@ -32,16 +33,11 @@ from edge.kafka.health import KafkaHealth
 from edge.kafka.offsets import OffsetTracker, Ticket
 from edge.kafka.producer import DeadLetters, StageProducer
 from edge.kafka.runner import StageRunner
-from edge.parser import ParseError, TimeZones, parse, received_at_ns
-from edge.parser.metrics import count_error, count_result
+from edge.parser.handler import RawHandler
+from edge.parser.metrics import DLQ_RECORDS
 from edge.config.settings import ParserSettings
-from edge.parser.site_activity import SiteMetrics, site_of_raw
+from edge.parser.site_activity import SiteMetrics
 
-MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
-POINTS_OUT = Counter("edge_parser_points", "Points produced to the parsed topic")
-DLQ_RECORDS = Counter("edge_parser_dlq_records", "Raw messages sent to the DLQ", ["reason"])
-DROPPED_VALUES = Counter("edge_parser_dropped_values", "NaN/infinite readings dropped")
-EMPTY_POINTS = Counter("edge_parser_empty_points", "Points not emitted: no field left")
 REWINDS = Counter("edge_parser_rewinds", "Partitions rewound after a failed delivery")
 IN_FLIGHT = Gauge("edge_parser_in_flight", "Produced records not yet acknowledged")
 LAST_COMMIT = Gauge("edge_parser_last_commit_timestamp", "Unix time of the last successful commit")
@@ -55,12 +51,10 @@ class ParseStage:
     """Raw message -> points and dead letters; which raw offsets are done."""
 
     def __init__(self, settings: ParserSettings, producer: StageProducer, log, *, stop, seek):
-        kafka = settings.kafka
-        self.parsed_topic = kafka.parsed_topic
-        self.zones = TimeZones.from_names(settings.parser.default_timezone, settings.parser.site_timezones)
         self.max_in_flight = settings.parser.max_in_flight
         self.producer = producer
-        self.dead = DeadLetters(producer, kafka.dlq_topic, "parser", DLQ_RECORDS)
+        dead = DeadLetters(producer, settings.kafka.dlq_topic, "parser", DLQ_RECORDS)
+        self.handler = RawHandler.from_settings(settings, producer.produce, dead.send)
         self.log = log
         self.stop = stop
         self.seek = seek
@@ -121,34 +115,10 @@ class ParseStage:
     # ------------------------------------------------------------ one raw message
 
     def _handle(self, msg) -> bool:
-        MESSAGES_IN.inc()
-        raw = msg.value()
-        try:
-            result = parse(raw if raw is not None else b"", self.zones,
-                           received_at_ns=received_at_ns(msg.headers(), msg.timestamp()))
-        except ParseError as exc:
-            count_error(exc)
-            self.sites.seen(site_of_raw(raw))
-            ticket = self.tracker.begin(msg.partition(), msg.offset(), 1)
-            return self.dead.send(msg, exc.reason, str(exc), self._delivered(ticket))
-        count_result(result)
-        points = result.points
-        self.sites.seen_points(points)
-        ticket = self.tracker.begin(msg.partition(), msg.offset(), len(points) + (1 if result.problems else 0))
-        delivered = self._delivered(ticket)
-        produce = self.producer.produce
-        topic = self.parsed_topic
-        for key, line in points:
-            if not produce(topic, line, key=key, on_delivery=delivered):
-                return False
-        POINTS_OUT.inc(len(points))
-        if result.dropped_values:
-            DROPPED_VALUES.inc(result.dropped_values)
-        if result.empty_points:
-            EMPTY_POINTS.inc(result.empty_points)
-        if result.problems:
-            return self.dead.send(msg, "partial", "; ".join(result.problems), delivered)
-        return True
+        outcome = self.handler.outcome(msg)
+        self.sites.seen(outcome.site(msg))
+        ticket = self.tracker.begin(msg.partition(), msg.offset(), outcome.outputs)
+        return self.handler.emit(msg, outcome, self._delivered(ticket))
 
     def _delivered(self, ticket: Ticket):
         tracker = self.tracker

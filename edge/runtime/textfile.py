@@ -22,9 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 class _Prefixed:
-    """A collector showing only ``REGISTRY``'s families whose name starts with prefix."""
+    """A collector showing only ``REGISTRY``'s families whose name starts with prefix
+    (or one of a tuple of prefixes: exact family names work too)."""
 
-    def __init__(self, prefix: str, source=REGISTRY):
+    def __init__(self, prefix: str | tuple[str, ...], source=REGISTRY):
         self.prefix = prefix
         self.source = source
 
@@ -32,7 +33,7 @@ class _Prefixed:
         return [f for f in self.source.collect() if f.name.startswith(self.prefix)]
 
 
-def write_textfile(path: str | Path, prefix: str, source=REGISTRY) -> None:
+def write_textfile(path: str | Path, prefix: str | tuple[str, ...], source=REGISTRY) -> None:
     """Write the families named ``prefix*`` to ``path`` atomically, readable by all
     (node_exporter runs as another user; the units' UMask is 0077)."""
     registry = CollectorRegistry(auto_describe=False)
