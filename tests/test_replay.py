@@ -157,3 +157,17 @@ def test_replay_refuses_the_live_parsers_group(pipeline):
                            "--group-id", p.groups["parse"]], cwd=ROOT, env={**os.environ, **p.env,
                            "EDGE_PARSER__GROUP_ID": p.groups["parse"]}, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "live parser's group" in done.stderr
+
+
+def test_the_plan_shows_the_settings_used_as_toml_with_secrets_masked():
+    from edge.config.settings import KafkaSettings, ParserOptions, ParserSettings
+    from edge.ops.replay import settings_shown
+
+    settings = ParserSettings(
+        kafka=KafkaSettings(topic_prefix="campus", sasl_password="hunter2", client={"sasl.username": "edge"}),
+        parser=ParserOptions(site_timezones={"000001": "Europe/Berlin"}),
+    )
+    text = "\n".join(settings_shown(settings, ("000001",)))
+    assert "hunter2" not in text and 'sasl_password = "**********"' in text
+    assert '[parser.site_timezones]\n000001 = "Europe/Berlin"' in text
+    assert 'topic_prefix = "campus"' in text and 'sites = ["000001"]' in text and '"sasl.username" = "edge"' in text
