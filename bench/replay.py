@@ -27,8 +27,8 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 
 from edge.core.lifecycle import StopSignal  # noqa: E402
 from edge.kafka.topics import ensure_topics, topic_names  # noqa: E402
-from edge.ops.replay import Replay, ReplayShell  # noqa: E402
-from edge.ops.replay_plan import Window  # noqa: E402
+from edge.ops.replay import Replay, ReplayShell, survey  # noqa: E402
+from edge.ops.replay_plan import Plan, Window  # noqa: E402
 from edge.parser import to_lines  # noqa: E402
 from edge.config.settings import KafkaSettings, ParserSettings  # noqa: E402
 
@@ -75,11 +75,14 @@ def main() -> int:
         now_ms = int(time.time() * 1000)
         preload(kafka, corpus, now_ms)
         settings = ParserSettings(kafka=kafka)
-        shell = ReplayShell(settings, f"{kafka.topic_prefix}.replay", StopSignal())
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings and up only
         log = structlog.get_logger().bind(service="replay")
+        shell = ReplayShell(settings, f"{kafka.topic_prefix}.replay", StopSignal(), log)
         try:
-            progress = Replay(settings, shell, None, log).run(Window(now_ms - 1, now_ms + 1), show_bar=False)
+            window = Window(now_ms - 1, now_ms + 1)
+            plan = Plan(kafka.raw_topic, kafka.parsed_topic, kafka.dlq_topic, window,
+                        survey(shell.reader, window, given_to=True))
+            progress = Replay(shell, (), log).run(plan, show_bar=False)
         finally:
             shell.close()
     finally:
