@@ -160,12 +160,6 @@ class Progress:
     def rate(self) -> float:
         return self.read / self.seconds if self.seconds > 0 else 0.0
 
-    @property
-    def eta_s(self) -> float | None:
-        if not self.rate:
-            return None
-        return max(0, self.expected - self.read) / self.rate
-
     def counts(self) -> dict:
         """Flat counts for a log line."""
         return {"read": self.read, "planned": self.expected, "points": self.points,
