@@ -18,24 +18,20 @@ import importlib
 import os
 import sys
 
+from edge.config.services import SERVICES
 from edge.core.errors import OperatorError, UsageError
 
-# name -> one-line help; the command itself is edge.commands.<name>
-COMMANDS: dict[str, str] = {
-    "simulate": "publish sample.json-shaped messages to RabbitMQ",
-    "topics": "create the raw, parsed and DLQ topics (idempotent)",
-    "bridge": "RabbitMQ queue -> Kafka raw topic",
-    "parse": "Kafka raw topic -> parsed topic and DLQ",
-    "sink": "Kafka parsed topic -> InfluxDB",
-    "archive": "InfluxDB -> Parquet -> S3, then bounded retention",
-    "query": "SQL over the archive: Athena, or --local with DuckDB",
+# name -> one-line help; the command itself is edge.commands.<name>. The services
+# come from their one table; the tools that are no service are listed here.
+TOOLS: dict[str, str] = {
     "config": "validate a config file and print the effective settings",
     "install": "install systemd units and a config skeleton",
     "replay": "parse the raw topic again from a moment on, into the parsed topic",
     "dlq": "list, show and redrive dead letters",
     "restore": "write archived points back into an InfluxDB database",
-    "status": "one table: each service's state, lag, last write, DLQ, last archive run",
+    "status": "one table: each service's state, lag, last success and why; the DLQ; the last archive run",
 }
+COMMANDS: dict[str, str] = {**{s.command: s.help for s in SERVICES}, **TOOLS}
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_BROKEN_PIPE = 1  # as Python itself exits on EPIPE (docs: "Note on SIGPIPE")
 
@@ -83,7 +79,7 @@ def _run(argv: list[str], command: str | None) -> int:
         parser.print_help()
         return 2
     from edge.runtime import logs
-    from edge.config.settings import LogSettings
+    from edge.config.sections import LogSettings
 
     # Until the command loads its own settings: anything logged goes to stderr.
     logs.configure(LogSettings(), args.command)

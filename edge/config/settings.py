@@ -1,7 +1,9 @@
 """Typed settings for every edge service: TOML file, then ``EDGE_*`` environment.
 
 One settings class per service (``BridgeSettings``, ``ParserSettings``, ...), each
-made of the shared sections it needs. All of them read the same TOML file, so an
+made of the shared sections it needs (``edge.config.sections``, whose field types
+are in ``edge.config.types``) and its own options; the services themselves are
+listed once, in ``edge.config.services``. All of them read the same TOML file, so an
 operator keeps one ``/etc/edge/edge.toml``; a section a service does not use is
 ignored by it.
 
@@ -28,10 +30,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,240 +42,29 @@ from pydantic_settings import (
 
 from edge.core.errors import ConfigError
 from edge.config import problems as config_problems
+from edge.config.services import SERVICES
+# The shared sections and field types, importable from here as before.
+from edge.config.sections import (  # noqa: F401
+    AmqpSettings,
+    AthenaSettings,
+    InfluxSettings,
+    KafkaSettings,
+    LogSettings,
+    MetricsSettings,
+    S3Settings,
+    _Section,
+)
+from edge.config.types import (  # noqa: F401
+    DEFAULT_CREDENTIALS_DIR,
+    NonNegativeSeconds,
+    Positive,
+    PositiveSeconds,
+    TimeZone,
+    read_secret_file,
+    secret_file_path,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge/edge.toml")
-# Where `edge install` puts the secret files the units load with LoadCredential=.
-DEFAULT_CREDENTIALS_DIR = Path("/etc/edge/credentials")
-
-
-def secret_file_path(path: str) -> Path:
-    """A secret file's location: a relative name is looked up in
-    ``$CREDENTIALS_DIRECTORY`` when set (systemd's ``LoadCredential=``), so one
-    TOML file serves every unit (``password_file = "amqp_password"``); outside a
-    unit, in ``/etc/edge/credentials`` when that exists (a command run by hand as
-    root finds what the units are given)."""
-    p = Path(path)
-    if p.is_absolute():
-        return p
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials:
-        return Path(credentials) / p
-    if DEFAULT_CREDENTIALS_DIR.is_dir():
-        return DEFAULT_CREDENTIALS_DIR / p
-    return p
-
-
-def read_secret_file(path: str | None) -> SecretStr | None:
-    """The first line of a secret file, or None when no file is named. A file that
-    cannot be read or holds nothing is a ``ValueError`` naming it (never its text)."""
-    if not path:
-        return None
-    where = secret_file_path(path)
-    try:
-        text = where.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"secret file {where} cannot be read: {why}") from None
-    first = text.splitlines()[0].strip() if text.strip() else ""
-    if not first:
-        raise ValueError(f"secret file {where} is empty: write the secret into it, or remove the setting")
-    return SecretStr(text.splitlines()[0])
-
-
-def _readable_secret_file(path: str | None) -> str | None:
-    read_secret_file(path)
-    return path
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
-def _http_url(value: str | None) -> str | None:
-    """An http(s) URL with a host (``127.0.0.1:8086`` alone would be read as a
-    path by the HTTP client: a request to ``/8086/query`` on the local host)."""
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an http:// or https:// URL with a host, e.g. http://influx.example:8086 (got {value!r})")
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError(f"has an invalid port (got {value!r})") from None
-    return value
-
-
-def _time_zone(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Asia/Seoul')") from None
-    return value
-
-
-# Types for values a service would otherwise fail on only once it runs.
-SecretFile = Annotated[str | None, AfterValidator(_readable_secret_file)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-OptionalHttpUrl = Annotated[str | None, AfterValidator(_http_url)]
-TimeZone = Annotated[str, AfterValidator(_time_zone)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Positive = Annotated[int, Field(gt=0)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
-NonNegativeSeconds = Annotated[float, Field(ge=0)]
-
-
-class _Section(BaseModel):
-    model_config = {"extra": "forbid"}
-
-
-class AmqpSettings(_Section):
-    host: str = "127.0.0.1"
-    port: Port = 5672
-    vhost: str = "/"
-    # RabbitMQ's development account: fine on a laptop, refused by RabbitMQ from
-    # anywhere but localhost; `edge config check` names it as a default.
-    username: str = "guest"
-    password: SecretStr = SecretStr("guest")
-    password_file: SecretFile = None
-    queue: str = "microgrid.telemetry"
-    # Where the bridge puts a message Kafka refuses for good (e.g. larger than the
-    # broker accepts), with the reason in its headers; default "<queue>.dlq".
-    dead_letter_queue: str | None = None
-    # Declared durable (and quorum when asked) if missing; the gateway owns it in
-    # production, so declaring is passive there.
-    declare_queue: bool = True
-    queue_type: Literal["classic", "quorum"] = "classic"
-    heartbeat_s: Annotated[int, Field(ge=0)] = 30
-    # TLS (AMQPS, usually port 5671): TLS 1.2+, the server certificate verified
-    # against ca_file (else the system trust store) and, unless verify_hostname is
-    # false, its name against server_hostname (else host). cert_file/key_file: a
-    # client certificate, when the broker asks for one.
-    tls: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    server_hostname: str | None = None
-    verify_hostname: bool = True
-
-    @model_validator(mode="after")
-    def _password_from_file(self) -> "AmqpSettings":
-        secret = read_secret_file(self.password_file)
-        if secret is not None:
-            self.password = secret
-        return self
-
-
-class KafkaSettings(_Section):
-    bootstrap_servers: str = "127.0.0.1:19092"
-    topic_prefix: str = "microgrid"
-    partitions: Positive = 6
-    replication_factor: Positive = 1
-    # retention.ms of each topic (``edge topics`` creates and checks them; -1 keeps
-    # records forever). The raw topic's retention is how far back ``edge replay``
-    # can reach; the DLQ keeps its records long enough to be looked at and redriven.
-    raw_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
-    parsed_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
-    dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
-    # librdkafka properties passed through verbatim to every client (SASL, SSL...).
-    client: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    # Secret librdkafka properties (e.g. sasl.password) read from files.
-    client_secret_files: dict[str, SecretFile] = Field(default_factory=dict)
-    # The SASL password as a secret of its own (EDGE_KAFKA__SASL_PASSWORD, or a
-    # file): masked wherever settings are shown; becomes sasl.password.
-    sasl_password: SecretStr | None = None
-    sasl_password_file: SecretFile = None
-    # Consumer groups. Static membership (group.instance.id, KIP-345): a member
-    # that restarts under the same id gets its partitions back in one join, instead
-    # of after the dead member's session timed out. "{host}" and "{service}" are
-    # filled in; "" turns static membership off. Ids are per group: two instances
-    # of one service on one host need different ids (set
-    # EDGE_KAFKA__GROUP_INSTANCE_ID="{host}-{service}-2" for the second), else the
-    # newer one fences the older, which stops with group_instance_fenced.
-    group_instance_id: str = "{host}-{service}"
-    # How long a silent member keeps its partitions (a host that died and does not
-    # come back), and how often members heartbeat (about a third of it).
-    session_timeout_ms: Positive = 6000
-    heartbeat_interval_ms: Positive = 1500
-
-    @property
-    def raw_topic(self) -> str:
-        return f"{self.topic_prefix}.raw"
-
-    @property
-    def parsed_topic(self) -> str:
-        return f"{self.topic_prefix}.parsed"
-
-    @property
-    def dlq_topic(self) -> str:
-        return f"{self.topic_prefix}.dlq"
-
-    def client_config(self) -> dict[str, Any]:
-        """librdkafka configuration common to every client of this project."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
-        conf.update(self.client)
-        password = read_secret_file(self.sasl_password_file) or self.sasl_password
-        if password is not None:
-            conf["sasl.password"] = password.get_secret_value()
-        for key, path in self.client_secret_files.items():
-            secret = read_secret_file(path)
-            if secret is not None:
-                conf[key] = secret.get_secret_value()
-        return conf
-
-
-class InfluxSettings(_Section):
-    url: HttpUrl = "http://127.0.0.1:18086"
-    database: Annotated[str, Field(min_length=1)] = "microgrid"
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: SecretFile = None
-    retention_policy: str | None = None
-    create_database: bool = True
-    ca_file: str | None = None
-    verify_tls: bool = True
-    timeout_s: PositiveSeconds = 30.0
-
-    @model_validator(mode="after")
-    def _password_from_file(self) -> "InfluxSettings":
-        secret = read_secret_file(self.password_file)
-        if secret is not None:
-            self.password = secret
-        return self
-
-    @model_validator(mode="after")
-    def _credentials_out_of_url(self) -> "InfluxSettings":
-        """``http://user:pass@host`` -> username/password fields and a URL without
-        them, so the URL can be logged and shown."""
-        parts = urlsplit(self.url)
-        if parts.username is None and parts.password is None:
-            return self
-        if parts.username and not self.username:
-            self.username = unquote(parts.username)
-        if parts.password is not None and self.password is None and not self.password_file:
-            self.password = SecretStr(unquote(parts.password))
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        self.url = urlunsplit(parts._replace(netloc=netloc))
-        return self
-
-
-class MetricsSettings(_Section):
-    # Prometheus endpoint; port 0 or enabled=false turns it off.
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 0
-
-
-class LogSettings(_Section):
-    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] = "INFO"
-    # auto: readable console lines when stderr is a terminal (and not the
-    # journal), JSON otherwise (systemd, pipes, files).
-    format: Literal["auto", "json", "console"] = "auto"
 
 
 class _ServiceSettings(BaseSettings):
@@ -320,7 +110,7 @@ class _ServiceSettings(BaseSettings):
         try:
             settings = bound(**overrides)
         except ValidationError as exc:
-            problems = config_problems.from_validation_error(exc, cls, path, text, os.environ)
+            problems = config_problems.from_validation_error(exc, cls, path, text, os.environ, known_keys())
         if path is not None:
             problems += config_problems.unknown_sections(raw, known_sections(), path, text)
         if problems:
@@ -365,6 +155,17 @@ def read_config(path: Path | None) -> tuple[str, dict[str, Any]]:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError([config_problems.toml_syntax_problem(exc, path)]) from None
+
+
+def known_keys() -> set[str]:
+    """Every ``section.key`` some service reads (for "did you mean")."""
+    keys = set()
+    for cls in SERVICE_SETTINGS.values():
+        for section, field in cls.model_fields.items():
+            model = field.annotation
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                keys.update(f"{section}.{name}" for name in model.model_fields)
+    return keys
 
 
 def known_sections() -> set[str]:
@@ -460,46 +261,6 @@ class ArchiveOptions(_Section):
     all_retention_policies: bool = False
 
 
-class S3Settings(_Section):
-    # No bucket: the archive stays on local disk only.
-    bucket: str | None = None
-    prefix: str = "archive/"
-    region: str = "us-east-1"
-    # Set for a local moto_server or another S3-compatible endpoint; None = AWS.
-    endpoint_url: OptionalHttpUrl = None
-    # Files above this size are uploaded in parts of ``multipart_chunk_mb``
-    # (S3 refuses parts under 5 MB, except the last).
-    multipart_threshold_mb: Positive = 64
-    multipart_chunk_mb: Annotated[int, Field(ge=5)] = 16
-    # Credentials come from the standard boto3 chain (env, profile, instance role).
-    profile: str | None = None
-
-    @property
-    def key_prefix(self) -> str:
-        """The prefix as a key fragment: no leading slash, one trailing slash."""
-        p = self.prefix.strip("/")
-        return f"{p}/" if p else ""
-
-
-class AthenaSettings(_Section):
-    # The workgroup and Glue database the CDK app creates (its stack outputs).
-    workgroup: str = "microgrid"
-    database: str = "microgrid"
-    region: str = "us-east-1"
-    # Set for a local moto_server; None = AWS. Credentials: the standard boto3 chain.
-    endpoint_url: OptionalHttpUrl = None
-    profile: str | None = None
-    # Seconds a query may run before ``edge query`` stops it (``--timeout``).
-    timeout_s: PositiveSeconds = 300.0
-    # Status polling: first wait, doubling up to the longest wait.
-    poll_initial_s: PositiveSeconds = 0.25
-    poll_max_s: PositiveSeconds = 5.0
-    # Result location sent with each query. Leave unset for the CDK workgroup: it
-    # enforces its own (s3://<bucket>/athena-results/); needed only for a workgroup
-    # without one.
-    output_location: str | None = None
-
-
 class BridgeSettings(_ServiceSettings):
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -538,18 +299,12 @@ class TopicsSettings(_ServiceSettings):
 
 
 class StatusSettings(_ServiceSettings):
-    """``edge status``: the metrics host and the archive directory; no secrets, so
-    any user can run it."""
+    """``edge status``: the metrics host and ports, and the archive directory; no
+    secrets, so any user can run it (the DLQ count loads ``[kafka]`` on its own,
+    and says so when its secret files cannot be read)."""
 
     archive: ArchiveOptions = Field(default_factory=ArchiveOptions)
 
 
-SERVICE_SETTINGS: dict[str, type[_ServiceSettings]] = {
-    "bridge": BridgeSettings,
-    "parser": ParserSettings,
-    "sink": SinkSettings,
-    "archive": ArchiveSettings,
-    "query": QuerySettings,
-    "simulate": SimulatorSettings,
-    "topics": TopicsSettings,
-}
+# Service name -> its settings class, in the order of edge.config.services.
+SERVICE_SETTINGS: dict[str, type[_ServiceSettings]] = {s.name: globals()[s.settings_class] for s in SERVICES}

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from edge.core.errors import ConfigError, UsageError
 from edge.kafka import properties as kafka_properties
+from edge.config import services as service_table
 from edge.config.problems import Problem, dotted, key_lines, locate
 from edge.config.masking import MASK, looks_secret, mask_url, masked  # noqa: F401 (public here too)
 from edge.config.secret_sources import SecretSource, secret_sources
@@ -50,8 +51,6 @@ from edge.config.settings import (
     resolve_config_path,
 )
 
-# Command names that differ from the settings names.
-ALIASES = {"parse": "parser", "simulator": "simulate"}
 
 
 # ------------------------------------------------------------------ effective settings (pure)
@@ -242,8 +241,10 @@ def _credentials_dir(args: argparse.Namespace, config: str | None) -> str | None
 
 
 def run(args: argparse.Namespace) -> int:
-    services = [ALIASES.get(s, s) for s in (args.service or list(SERVICE_SETTINGS))]
-    unknown = [s for s in services if s not in SERVICE_SETTINGS]
+    named = args.service or list(SERVICE_SETTINGS)
+    found = {s: service_table.lookup(s) for s in named}  # a command name (parse) names its service too
+    unknown = [s for s, service in found.items() if service is None]
+    services = [found[s].name for s in named if found[s] is not None]
     if unknown:
         raise UsageError(f"unknown service {', '.join(unknown)} (one of {', '.join(SERVICE_SETTINGS)})")
     config = getattr(args, "config", None)
