@@ -140,6 +140,42 @@ def did_you_mean(name: str, known: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
+# Keys operators write from other tools' vocabularies, with the key meant; the
+# one place such names are kept (difflib finds the near-misses on its own).
+KEY_ALIASES = {
+    "amqp.prefetch_count": "bridge.prefetch",
+    "amqp.prefetch": "bridge.prefetch",
+    "amqp.user": "amqp.username",
+    "amqp.queue_name": "amqp.queue",
+    "amqp.dlq": "amqp.dead_letter_queue",
+    "kafka.brokers": "kafka.bootstrap_servers",
+    "kafka.group_id": "parser.group_id",
+    "kafka.topic": "kafka.topic_prefix",
+    "influxdb.db": "influxdb.database",
+    "influxdb.user": "influxdb.username",
+    "influxdb.host": "influxdb.url",
+    "sink.batch_size": "sink.batch_max_lines",
+    "s3.bucket_name": "s3.bucket",
+    "metrics.enable": "metrics.enabled",
+    "log.log_level": "log.level",
+}
+
+
+def guess_key(loc: tuple[str, ...], siblings: Iterable[str], known_keys: Iterable[str]) -> tuple[str, ...] | None:
+    """The key an unknown ``loc`` most likely meant: an alias, else a near-miss in
+    its own table, else the closest known ``section.key`` anywhere (the setting may
+    live in another service's section: ``amqp.prefetch_count`` -> bridge.prefetch)."""
+    alias = KEY_ALIASES.get(".".join(loc))
+    if alias:
+        return tuple(alias.split("."))
+    near = did_you_mean(loc[-1], siblings)
+    if near is not None:
+        return loc[:-1] + (near,)
+    by_name = {key.rpartition(".")[2]: key for key in sorted(known_keys, reverse=True)}
+    anywhere = did_you_mean(".".join(loc), known_keys) or by_name.get(did_you_mean(loc[-1], by_name) or "")
+    return tuple(anywhere.split(".")) if anywhere else None
+
+
 def _message(err: Mapping[str, Any], key: str, from_env: bool = False) -> str:
     text = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
@@ -171,8 +207,10 @@ def from_validation_error(
     path: Path | None,
     text: str,
     environ: Mapping[str, str],
+    known_keys: Iterable[str] = (),
 ) -> list[Problem]:
-    """One ``Problem`` per error pydantic found, located in the file or environment."""
+    """One ``Problem`` per error pydantic found, located in the file or environment;
+    an unknown key gets a guess among ``known_keys`` (``section.key``)."""
     lines = key_lines(text)
     problems = []
     for err in exc.errors():
@@ -182,10 +220,13 @@ def from_validation_error(
         if err["type"] == "extra_forbidden":
             message = "unknown key"
             parent = _model_at(settings_cls, loc[:-1])
-            guess = did_you_mean(loc[-1], parent.model_fields) if parent is not None else None
+            guess = guess_key(loc, parent.model_fields if parent is not None else (), known_keys)
             if guess is not None:
-                from_env = where.startswith("environment ")
-                message += f"; did you mean {env_name(loc[:-1] + (guess,)) if from_env else guess!r}?"
+                if where.startswith("environment "):
+                    shown = env_name(guess)
+                else:  # a key of the same table by its name, another table's in full
+                    shown = guess[-1] if guess[:-1] == loc[:-1] else dotted(guess)
+                message += f"; did you mean {shown!r}?"
         else:
             message = _message(err, loc[-1] if loc else "", where.startswith("environment "))
         problems.append(Problem(where, key, message))
