@@ -119,6 +119,26 @@ def test_an_environment_variable_is_named_as_the_source(tmp_path):
     ]
 
 
+def test_an_unknown_key_names_the_key_meant_even_in_another_section(tmp_path):
+    """A near miss in its own table by its name; a key that lives in another
+    section (the bridge's prefetch, not AMQP's) in full; from the environment as
+    the variable to set."""
+    config = tmp_path / "edge.toml"
+    config.write_text('[amqp]\nprefetch_count = 50\nqueu = "q"\n[metrics]\nenable = false\n'
+                      '[metrics.ports]\nparsr = 9700\n')
+    result = _check("--config", str(config), "--service", "bridge")
+    assert result.returncode == 3
+    assert _problems(result.stderr) == [
+        f"{config}:2: amqp.prefetch_count: unknown key; did you mean 'bridge.prefetch'?",
+        f"{config}:3: amqp.queu: unknown key; did you mean 'queue'?",
+        f"{config}:5: metrics.enable: unknown key; did you mean 'enabled'?",
+        f"{config}:6: metrics.ports: no service named 'parsr' has a metrics port (one of bridge, parser, sink, archive)",
+    ]
+    result = _check("--service", "bridge", env={"EDGE_AMQP__PREFETCH_COUNT": "50"})
+    assert _problems(result.stderr) == [
+        "environment EDGE_AMQP__PREFETCH_COUNT: amqp.prefetch_count: unknown key; did you mean 'EDGE_BRIDGE__PREFETCH'?"]
+
+
 def test_valid_services_are_printed_when_another_fails(tmp_path):
     config = tmp_path / "edge.toml"
     config.write_text("[sink]\nbatch_max_lines = 0\n")

@@ -163,7 +163,7 @@ KEY_ALIASES = {
 
 def guess_key(loc: tuple[str, ...], siblings: Iterable[str], known_keys: Iterable[str]) -> tuple[str, ...] | None:
     """The key an unknown ``loc`` most likely meant: an alias, else a near-miss in
-    its own table, else the closest known ``section.key`` anywhere (the setting may
+    its own table, else a key of that name in another section (the setting may
     live in another service's section: ``amqp.prefetch_count`` -> bridge.prefetch)."""
     alias = KEY_ALIASES.get(".".join(loc))
     if alias:
@@ -171,9 +171,10 @@ def guess_key(loc: tuple[str, ...], siblings: Iterable[str], known_keys: Iterabl
     near = did_you_mean(loc[-1], siblings)
     if near is not None:
         return loc[:-1] + (near,)
-    by_name = {key.rpartition(".")[2]: key for key in sorted(known_keys, reverse=True)}
-    anywhere = did_you_mean(".".join(loc), known_keys) or by_name.get(did_you_mean(loc[-1], by_name) or "")
-    return tuple(anywhere.split(".")) if anywhere else None
+    elsewhere = [key for key in known_keys if not key.startswith(f"{loc[0]}.")]
+    by_name = {key.rpartition(".")[2]: key for key in sorted(elsewhere, reverse=True)}
+    near = did_you_mean(loc[-1], by_name)
+    return tuple(by_name[near].split(".")) if near else None
 
 
 def _message(err: Mapping[str, Any], key: str, from_env: bool = False) -> str:
