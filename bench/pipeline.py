@@ -461,6 +461,8 @@ class Path3:
             "EDGE_PARSER__GROUP_ID": f"{self.prefix}.parser",
             "EDGE_SINK__GROUP_ID": f"{self.prefix}.sink",
             "EDGE_LOG__FORMAT": "json",
+            # Metrics on any free port, never the fixed 9641-9644 a demo or another run holds.
+            "EDGE_METRICS__PORT": "0",
         }
         self.log_dir = ROOT / "var" / "bench" / self.prefix
         self.procs: dict[str, subprocess.Popen] = {}

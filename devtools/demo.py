@@ -66,6 +66,9 @@ def _start_service(name: str, log_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edge.cli", name],
         cwd=ROOT,
+        # Metrics on any free port: the demo runs beside tests, benches or a real
+        # installation, which hold the fixed ports (9641-9644).
+        env={**os.environ, "EDGE_METRICS__PORT": "0"},
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -4,6 +4,7 @@ each other's topics, queues or databases."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from edge.config.settings import AmqpSettings, InfluxSettings, KafkaSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PATH = ROOT / "sample" / "sample.json"
+
+# Services listen for metrics on fixed ports by default (9641-9644): tests, run in
+# parallel and beside a demo, take any free port instead, here and in every child.
+METRICS_ANY_PORT = {"EDGE_METRICS__PORT": "0"}
+os.environ.update(METRICS_ANY_PORT)
 
 # Consumer-group joins on tansu take the session timeout; keep it short in tests.
 TEST_KAFKA_CLIENT = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
@@ -62,6 +68,7 @@ def edge_env(local_services, names, tmp_path) -> dict[str, str]:
         "EDGE_ARCHIVE__DIRECTORY": str(tmp_path / "archive"),
         "EDGE_LOG__FORMAT": "json",
         "EDGE_CONFIG": "",
+        **METRICS_ANY_PORT,
     }
 
 

@@ -170,6 +170,7 @@ def archive_env(monkeypatch, tmp_path, names):
     monkeypatch.setenv("EDGE_LOG__FORMAT", "json")
     for key in [k for k in os.environ if k.startswith("EDGE_") and k.split("__")[0] in ("EDGE_S3", "EDGE_METRICS")]:
         monkeypatch.delenv(key)
+    monkeypatch.setenv("EDGE_METRICS__PORT", "0")  # any free port: runs in parallel never collide
 
 
 def test_cli_refusal_raises_refused_error_after_the_summary(two_policies, archive_env, capsys):

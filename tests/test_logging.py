@@ -85,6 +85,7 @@ def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> str:
     """Run ``edge`` with stderr (and stdout) on a pseudo-terminal; its output."""
     main, secondary = pty.openpty()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_") and k != "JOURNAL_STREAM"}
+    clean["EDGE_METRICS__PORT"] = "0"  # any free port: never another run's fixed one
     proc = subprocess.Popen([sys.executable, "-m", "edge", *args], cwd=ROOT, env={**clean, **env},
                             stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary)
     os.close(secondary)

@@ -3,13 +3,14 @@ parse -> sink -> InfluxDB): the counters move by exactly what went through."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from datetime import datetime
 
-
 from tests.support.bridge_io import BackgroundPublisher
-from tests.support.pipeline import STAGES, pipeline, scrape, value  # noqa: F401 (fixture)
-from tests.support.processes import wait_for
+from tests.support.pipeline import STAGES, free_port, pipeline, scrape, value  # noqa: F401 (fixture)
+from tests.support.processes import EdgeProcess, wait_for
 
 START = datetime(2024, 6, 1, 0, 0, 0)
 MESSAGES = 60
@@ -66,15 +67,49 @@ def test_counters_move_by_exactly_what_went_through(pipeline):
     assert p.points() == POINTS  # what the counters say is what InfluxDB holds
 
 
-def test_metrics_are_off_by_default(pipeline, tmp_path):
-    import socket
-
+def test_metrics_are_on_by_default_on_the_ports_table(pipeline, monkeypatch):
+    """No metrics setting but the [metrics] ports table (moved off 9642 so parallel
+    runs never meet): the parser serves its metrics there."""
     p = pipeline
-    p.env.pop("EDGE_METRICS__ENABLED")
+    monkeypatch.delenv("EDGE_METRICS__PORT")
+    port = free_port()
+    p.env = {k: v for k, v in p.env.items() if not k.startswith("EDGE_METRICS__")}
+    p.env["EDGE_METRICS__PORTS"] = json.dumps({"parser": port})
+    proc = EdgeProcess(["parse"], p.env, p.tmp_path / "parse-default.log").start()
+    p.procs.append(proc)
+    samples = wait_for(lambda: _try_scrape(port), 30, what=f"parser metrics on the table's port {port}")
+    assert ("edge_parser_messages_total", ()) in samples
+    assert f'"port": {port}, "event": "metrics_endpoint"' in proc.log()
+
+
+def test_metrics_off_when_disabled(pipeline):
+    p = pipeline
+    p.env["EDGE_METRICS__ENABLED"] = "false"
     proc = p.start("parse", "-quiet")
     wait_for(lambda: "started" in proc.log(), 30, what="parser started")
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", p.ports["parse"])) != 0  # nothing listens
+    assert "metrics_endpoint" not in proc.log()
+
+
+def test_a_busy_metrics_port_stops_the_service_with_exit_3(pipeline):
+    """Another process on the port: the service does not run blind (status would
+    read the other one's numbers); it stops at once and names the port and the
+    setting that chose it."""
+    p = pipeline
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p.ports["sink"] = port
+        proc = p.start("sink", "-busy")
+        assert proc.proc.wait(60) == 3
+    log = proc.log()
+    event = next(json.loads(line) for line in log.splitlines() if '"metrics_port_in_use"' in line)
+    assert event["port"] == port and event["setting"] == "metrics.port (EDGE_METRICS__PORT)"
+    assert log.rstrip().splitlines()[-1] == (
+        f"edge sink: metrics port {port} on 127.0.0.1 is in use (another edge sink, or another program): "
+        "set metrics.port (EDGE_METRICS__PORT) to a free port (0: any), or metrics.enabled = false")
 
 
 def _lag(samples: dict, gauge: str) -> dict | None:

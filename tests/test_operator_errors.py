@@ -35,6 +35,7 @@ def closed_port() -> int:
 
 def edge(*args: str, env: dict[str, str], timeout: float = 90, **kwargs) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "CREDENTIALS_DIRECTORY"))}
+    clean["EDGE_METRICS__PORT"] = "0"  # a service that gets as far as its metrics takes any free port
     return subprocess.run([sys.executable, "-m", "edge", *args], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 

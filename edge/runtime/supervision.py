@@ -1,7 +1,13 @@
 """What every edge service does for its supervisor: metrics endpoint and sd_notify.
 
 - ``start_metrics``: the Prometheus endpoint (prometheus_client's own HTTP server,
-  a daemon thread) on ``[metrics] host:port``; off when disabled or port 0.
+  a daemon thread) on ``[metrics] host`` and the service's port (``[metrics]
+  ports``: bridge 9641, parser 9642, sink 9643, archive 9644; ``[metrics] port``
+  overrides it, 0 = any free port); off with ``enabled = false``. A port already
+  taken stops the service with exit 3 (``metrics_port_in_use``): a second
+  instance on one host needs a port of its own, and ``edge status`` must not
+  read another process's numbers.
+- ``systemd_running``: whether this host runs systemd (and ``systemctl`` is there).
 - ``ServiceRuntime.ready()``: ``READY=1`` once the service has connected to what
   it needs (systemd's ``Type=notify`` holds dependent units and ``systemctl
   start`` until then).
@@ -23,28 +29,50 @@ carry, for what is a dozen lines.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
-from edge.config.settings import MetricsSettings
+from edge.config.sections import MetricsSettings
+from edge.core.errors import ConfigError
 
 # A watchdog ping at most every WATCHDOG_USEC * this fraction (systemd recommends
 # pinging at least every half interval; a quarter leaves room for a slow loop).
 WATCHDOG_FRACTION = 0.25
 
 
-def start_metrics(metrics: MetricsSettings, log=None) -> int | None:
-    """Start the Prometheus endpoint; returns the port, or None when it is off."""
-    if not metrics.enabled or not metrics.port:
+def start_metrics(metrics: MetricsSettings, service: str, log=None) -> int | None:
+    """Start ``service``'s Prometheus endpoint; returns the port it listens on, or
+    None when it serves none. A port in use is a ``ConfigError`` (exit 3)."""
+    port = metrics.port_for(service)
+    if port is None:
         return None
     from prometheus_client import start_http_server
 
-    start_http_server(metrics.port, addr=metrics.host)
+    try:
+        server, _thread = start_http_server(port, addr=metrics.host)
+    except OSError as exc:
+        setting = metrics.setting_for(service)
+        if exc.errno == errno.EADDRINUSE:
+            if log is not None:
+                log.error("metrics_port_in_use", host=metrics.host, port=port, setting=setting)
+            raise ConfigError(f"metrics port {port} on {metrics.host} is in use (another edge {service}, or another "
+                              f"program): set {setting} to a free port (0: any), or metrics.enabled = false") from None
+        raise ConfigError(f"metrics endpoint {metrics.host}:{port} ({setting}): {exc.strerror or exc}") from None
+    port = server.server_address[1]
     if log is not None:
-        log.info("metrics_endpoint", host=metrics.host, port=metrics.port)
-    return metrics.port
+        log.info("metrics_endpoint", host=metrics.host, port=port)
+    return port
+
+
+def systemd_running() -> bool:
+    """systemd is this host's init (sd_booted(3): /run/systemd/system exists) and
+    ``systemctl`` is there to ask it."""
+    return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
 
 
 def notify_address(value: str | None) -> str | bytes | None:
@@ -116,7 +144,7 @@ class ServiceRuntime:
         self.is_ready = False
 
     def start_metrics(self) -> int | None:
-        return start_metrics(self.metrics, self.log)
+        return start_metrics(self.metrics, self.name, self.log)
 
     def ready(self, status: str | None = None) -> None:
         """READY=1, once; later calls only update the status."""
