@@ -56,3 +56,23 @@ def test_the_readme_install_steps_wire_every_secret_to_its_file(tmp_path):
     for written in ("the AMQP password", "the Kafka SASL password", "the InfluxDB password"):
         assert written not in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_install_under_a_prefix_does_not_tell_to_enable_units_on_this_host(tmp_path):
+    """Units written under --prefix are not in this host's systemd: the next steps
+    enable them in that tree (systemctl --root), never `enable --now` here."""
+    root = tmp_path / "image"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDGE_", "CREDENTIALS_DIRECTORY"))}
+    result = subprocess.run([sys.executable, "-m", "edge", "install", "--prefix", str(root)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    steps = result.stdout.split("\nnext:\n", 1)[1].splitlines()
+    units = "edge-bridge.service edge-parser.service edge-sink.service edge-archive.timer"
+    assert steps[-3:] == [
+        f"  the units are under {root}, not in this host's systemd: nothing was reloaded, enabled or started.",
+        f"  to enable them in that tree (an image or container root): systemctl --root={root} enable {units}",
+        f"  to run them on this host instead: edge install (no --prefix) as root, then systemctl enable --now {units}",
+    ]
+    assert not any(line.strip().startswith("systemctl enable --now") for line in steps), steps
+    for unit in units.split():
+        assert (root / "etc" / "systemd" / "system" / unit).is_file()

@@ -19,7 +19,9 @@ What it writes under ``--prefix`` (default ``/``):
 No system user is created: the units run with ``DynamicUser=yes`` (systemd
 allocates the user while a unit runs; the archive's state directory follows it).
 Then ``systemctl daemon-reload`` when installing into ``/`` on a host where
-systemd runs. Enabling is left to the operator (README, Operations). ``--dry-run``
+systemd runs. Enabling is left to the operator (README, Operations); the next
+steps printed say how, true to where the units went: ``enable --now`` for this
+host's systemd, ``systemctl --root=DIR enable`` for a tree under ``--prefix``. ``--dry-run``
 prints what would change and touches nothing.
 """
 
@@ -33,17 +35,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.config.services import with_units
 from edge.core.errors import UsageError
+from edge.runtime.supervision import systemd_running
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-UNIT_NAMES = (
-    "edge-bridge.service",
-    "edge-parser.service",
-    "edge-sink.service",
-    "edge-archive.service",
-    "edge-archive.timer",
-)
-LONG_RUNNING = ("edge-bridge.service", "edge-parser.service", "edge-sink.service")
+UNIT_NAMES = tuple(u for s in with_units() for u in (s.unit, s.timer) if u)
+# What is enabled: the long-running services, and the timers of the others.
+TO_ENABLE = tuple(s.unit if s.long_running else s.timer for s in with_units() if s.long_running or s.timer)
 PACKAGED_EXEC = "/opt/edge/.venv/bin/edge"
 CREDENTIALS = ("amqp_password", "amqp_client_key", "kafka_password", "influx_password", "aws_credentials")
 # ProtectHome= hides these from the services: an `edge` there cannot start.
@@ -109,10 +108,6 @@ def apply(step: Step) -> None:
     os.replace(tmp, step.path)
 
 
-def systemd_running() -> bool:
-    return Path("/run/systemd/system").is_dir()
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="/", help="install under this root (default: /)")
     parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
@@ -138,25 +133,43 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: nothing changed")
         return 0
-    if prefix.resolve() == Path("/") and systemd_running():
+    live = prefix.resolve() == Path("/") and systemd_running()
+    if live:
         subprocess.run(["systemctl", "daemon-reload"], check=True)
         print("systemctl daemon-reload: done")
-    else:
-        print("systemd not running here (or not installing into /): no daemon-reload")
     config = prefix / "etc" / "edge" / "edge.toml"
     credentials = prefix / "etc" / "edge" / "credentials"
     named = named_slots(config)
     empty = [name for name in named if _is_empty(credentials / name)]
-    print(
-        "\nnext:\n"
-        f"  edit {config} (brokers, InfluxDB, S3)\n"
-        + (f"  write each secret into its file in {credentials}/: {', '.join(empty)} (named in the config, still\n"
-           "  empty); for a hop without authentication remove its *_file line from the config instead\n"
-           if empty else "")
-        + f"  {edge_exec} config check --config {config}\n"
-        f"  systemctl enable --now {' '.join(LONG_RUNNING)} edge-archive.timer"
-    )
+    print("\nnext:\n" + "\n".join(f"  {line}" for line in next_steps(
+        prefix, config, credentials, empty, edge_exec, live)))
     return 0
+
+
+def next_steps(prefix: Path, config: Path, credentials: Path, empty: list[str], edge_exec: str,
+               live: bool) -> list[str]:
+    """What the operator does next, true to where the units went: ``enable --now``
+    only for units installed into this host's running systemd."""
+    steps = [f"edit {config} (brokers, InfluxDB, S3)"]
+    if empty:
+        steps += [f"write each secret into its file in {credentials}/: {', '.join(empty)} (named in the config, "
+                  "still empty);", "for a hop without authentication remove its *_file line from the config instead"]
+    steps.append(f"{edge_exec} config check --config {config}")
+    units = " ".join(TO_ENABLE)
+    if live:
+        return steps + [f"systemctl enable --now {units}"]
+    if prefix.resolve() != Path("/"):
+        return steps + [
+            f"the units are under {prefix}, not in this host's systemd: nothing was reloaded, enabled or started.",
+            f"to enable them in that tree (an image or container root): systemctl --root={prefix} enable {units}",
+            "to run them on this host instead: edge install (no --prefix) as root, then systemctl enable --now "
+            f"{units}",
+        ]
+    return steps + [
+        "systemd does not run on this host: nothing was reloaded, enabled or started.",
+        f"on a host that boots with systemd: systemctl enable --now {units}; here, start the services by hand "
+        "(edge bridge, edge parse, edge sink) under a supervisor of your choice",
+    ]
 
 
 def named_slots(config: Path) -> list[str]:
