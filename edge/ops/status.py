@@ -1,21 +1,24 @@
-"""``edge status``: one table with the health of every service, or ``--json``.
+"""``edge status``: one table with the health of every service and the DLQ, or ``--json``.
 
-For each service (bridge, parser, sink, archive) it reads what is there to read,
-and says "not running" or "unknown" for what is not:
+For each service with a unit (``edge.config.services``: bridge, parser, sink,
+archive) it reads what is there to read, and says why when it cannot tell:
 
 - systemd, when it runs on this host: the unit's state and its ``STATUS=`` text
   (``systemctl show``), and for the archive the end and result of its last run;
-- the service's Prometheus endpoint (``[metrics] host``, the unit's
-  ``EDGE_METRICS__PORT``: bridge 9101, parser 9102, sink 9103, archive 9104, as
-  in ``deploy/systemd``; ``--port NAME=PORT`` overrides): consumer lag (summed
-  over partitions), time of the last success (bridge ack, parser commit, sink
-  write), DLQ records, and whether the sink is paused;
+- the service's Prometheus endpoint (``[metrics] host``, the port of ``[metrics]
+  ports``: bridge 9641, parser 9642, sink 9643, archive 9644; a unit's
+  ``EDGE_METRICS__PORT``, else ``--port NAME=PORT``, overrides it): consumer lag
+  (summed over partitions), time of the last success (bridge ack, parser commit,
+  sink write), and whether the sink is paused. Without systemd, an endpoint that
+  does not answer leaves the state ``unknown``, with the reason (refused, no
+  answer, not an edge endpoint);
 - the local archive directory: the newest manifest, when systemd cannot tell
-  when the archive last ran.
+  when the archive last ran;
+- the DLQ topic: the records it holds, from its watermarks (a service's own DLQ
+  counter starts from 0 at every restart; the topic does not).
 
-Metrics are found by the project's naming (``edge_<service>_*``): gauges ending in
-``_consumer_lag`` and ``_last_*_timestamp``, counters ``*_dlq_records`` and the
-bridge's ``dead_lettered``. Exit status 0: it reports, it does not judge.
+Exit status: 0 when every long-running service is running; 1 when one is down or
+unknown, or a unit failed (the table says which and why).
 """
 
 from __future__ import annotations
@@ -23,28 +26,36 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SERVICES = {"bridge": "edge-bridge.service", "parser": "edge-parser.service",
-            "sink": "edge-sink.service", "archive": "edge-archive.service"}
-UNITS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+from edge.config.services import BY_NAME, with_units
+
+SERVICES = {s.name: s.unit for s in with_units()}
 SCRAPE_TIMEOUT_S = 1.0
 _PORT = re.compile(r"EDGE_METRICS__PORT=(\d+)")
+RUNNING = ("running", "active")
 
 
 @dataclass
 class Health:
     service: str
-    state: str = "unknown"  # running | not running | active | inactive | failed | ...
+    state: str = "unknown"  # running | unknown | idle | active | inactive | failed | ...
     detail: str = ""
     lag: float | None = None
     last_success: float | None = None  # unix time
-    dlq: float | None = None
     last_archive_run: str | None = None
+    port: int | None = None
+
+
+@dataclass
+class Dlq:
+    topic: str
+    records: int | None = None  # high - low watermark, summed over partitions
+    partitions: int | None = None
+    detail: str = ""
 
 
 # ------------------------------------------------------------------ pure
@@ -55,27 +66,25 @@ def unit_port(unit_text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def read_metrics(service: str, text: str, health: Health) -> Health:
-    """Fill lag, last success, DLQ and pause from a Prometheus text exposition."""
+def read_metrics(service: str, text: str, health: Health) -> bool:
+    """Fill lag, last success and pause from a Prometheus text exposition; False
+    when it holds no ``edge_<service>_`` metric (another program on the port)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     prefix = f"edge_{service}_"
-    lag = dlq = None
-    last = None
+    found = False
     for family in text_string_to_metric_families(text):
         if not family.name.startswith(prefix):
             continue
+        found = True
         total = sum(s.value for s in family.samples if not s.name.endswith("_created"))
         if family.name.endswith("_consumer_lag"):
-            lag = (lag or 0) + total
+            health.lag = (health.lag or 0) + total
         elif family.name.endswith("_timestamp") and "_last_" in family.name and total > 0:
-            last = max(last or 0, total)
-        elif family.name.endswith(("_dlq_records", "_dead_lettered")):
-            dlq = (dlq or 0) + total
+            health.last_success = max(health.last_success or 0, total)
         elif family.name == f"{prefix}paused" and total:
             health.detail = health.detail or "paused (InfluxDB unavailable or buffer full)"
-    health.lag, health.last_success, health.dlq = lag, last, dlq
-    return health
+    return found
 
 
 def parse_show(text: str) -> dict[str, str]:
@@ -94,21 +103,30 @@ def age(moment: float | None, now: float) -> str:
 
 
 def table(rows: list[Health], now: float) -> str:
-    header = ("SERVICE", "STATE", "LAG", "LAST SUCCESS", "DLQ", "LAST ARCHIVE RUN", "DETAIL")
+    header = ("SERVICE", "STATE", "LAG", "LAST SUCCESS", "LAST ARCHIVE RUN", "DETAIL")
     cells = [header] + [
         (h.service, h.state, "-" if h.lag is None else f"{h.lag:g}", age(h.last_success, now),
-         "-" if h.dlq is None else f"{h.dlq:g}", h.last_archive_run or "-", h.detail)
+         h.last_archive_run or "-", h.detail)
         for h in rows
     ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
+def dlq_line(dlq: Dlq) -> str:
+    if dlq.records is None:
+        return f"DLQ {dlq.topic}: unknown: {dlq.detail}"
+    return (f"DLQ {dlq.topic}: {dlq.records} record(s) in {dlq.partitions} partition(s), "
+            "counted from the topic (edge dlq list shows them)")
+
+
+def failing(rows: list[Health]) -> list[Health]:
+    """Rows that make the exit status 1: a long-running service not running (or
+    not known to be), or any unit systemd reports failed."""
+    return [h for h in rows if h.state == "failed" or (BY_NAME[h.service].long_running and h.state not in RUNNING)]
+
+
 # ------------------------------------------------------------------ I/O
-
-
-def systemd_running() -> bool:
-    return Path("/run/systemd/system").is_dir() and shutil.which("systemctl") is not None
 
 
 def systemd_show(unit: str) -> dict[str, str]:
@@ -117,14 +135,22 @@ def systemd_show(unit: str) -> dict[str, str]:
     return parse_show(result.stdout) if result.returncode == 0 else {}
 
 
-def scrape(host: str, port: int) -> str | None:
+def scrape(host: str, port: int) -> tuple[str | None, str]:
+    """The endpoint's text, or None and why not, in words."""
     import requests
 
+    where = f"metrics port {port}" + ("" if host in ("127.0.0.1", "localhost") else f" on {host}")
     try:
         answer = requests.get(f"http://{host}:{port}/metrics", timeout=SCRAPE_TIMEOUT_S)
-    except requests.RequestException:
-        return None
-    return answer.text if answer.ok else None
+    except requests.Timeout:
+        return None, f"{where} did not answer within {SCRAPE_TIMEOUT_S:g} s"
+    except requests.ConnectionError as exc:
+        if "refused" in str(exc).lower():
+            return None, f"{where} refused connection"
+        return None, f"{where} cannot be reached ({type(exc).__name__})"
+    if not answer.ok:
+        return None, f"{where} answered HTTP {answer.status_code}: not an edge metrics endpoint"
+    return answer.text, ""
 
 
 def last_manifest(archive_dir: str) -> float | None:
@@ -136,39 +162,76 @@ def last_manifest(archive_dir: str) -> float | None:
     return newest
 
 
-def service_health(service: str, host: str, port: int | None, systemd: bool, archive_dir: str) -> Health:
+def _unknown_why(service: str, reason: str, metrics_enabled: bool) -> str:
+    if not metrics_enabled:
+        return f"{reason}; metrics are off here (metrics.enabled = false): without systemd nothing tells its state"
+    return f"{reason}; not running, or its metrics are off or on another port (metrics.ports.{service})"
+
+
+def service_health(service: str, host: str, port: int | None, systemd: bool, archive_dir: str,
+                   metrics_enabled: bool = True, port_given: bool = False) -> Health:
+    """One row; ``port`` is the ports table's, or ``--port``'s (``port_given``),
+    which the unit's ``EDGE_METRICS__PORT`` does not override."""
     health = Health(service)
     shown = systemd_show(SERVICES[service]) if systemd else {}
     if shown:
         health.state = shown.get("ActiveState", "unknown")
         health.detail = shown.get("StatusText", "")
-        port = unit_port(shown.get("Environment", "")) or port
-    text = scrape(host, port) if port else None
+        port = port if port_given else unit_port(shown.get("Environment", "")) or port
+    health.port = port
+    text, reason = scrape(host, port) if port else (None, "no metrics port (metrics.ports)")
+    if text is not None and not read_metrics(service, text, health):
+        text, reason = None, f"metrics port {port} answers without edge_{service}_ metrics: another program on it?"
     if text is not None:
         health.state = "running" if not shown else health.state
-        read_metrics(service, text, health)
-    elif not shown:
-        health.state = "not running" if port else "unknown"
+    elif shown:
+        if health.state == "active" and BY_NAME[service].long_running:
+            health.detail = "; ".join(p for p in (health.detail, f"no lag or last success: {reason}") if p)
+    else:
+        health.detail = _unknown_why(service, reason, metrics_enabled)
     if service == "archive":
-        ended = shown.get("ExecMainExitTimestamp")
-        if ended:
-            health.last_archive_run = f"{ended} ({shown.get('Result', '?')})"
-        else:
-            newest = last_manifest(archive_dir)
-            if newest is not None:
-                health.last_archive_run = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(newest))
-        if health.state in ("not running", "inactive"):
-            health.state = "idle" if health.last_archive_run else health.state
+        _archive_runs(health, shown, archive_dir)
     return health
 
 
-def default_ports() -> dict[str, int | None]:
-    """Each service's metrics port as its shipped unit sets it."""
-    ports: dict[str, int | None] = {}
-    for service, unit in SERVICES.items():
-        path = UNITS_DIR / unit
-        ports[service] = unit_port(path.read_text(encoding="utf-8")) if path.is_file() else None
-    return ports
+def _archive_runs(health: Health, shown: dict[str, str], archive_dir: str) -> None:
+    """When the oneshot last ran: systemd's record, else the newest manifest; a
+    run not going on now is idle, not down."""
+    ended = shown.get("ExecMainExitTimestamp")
+    if ended:
+        health.last_archive_run = f"{ended} ({shown.get('Result', '?')})"
+    else:
+        newest = last_manifest(archive_dir)
+        if newest is not None:
+            health.last_archive_run = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(newest))
+    if health.state in ("unknown", "inactive"):
+        health.state = "idle"
+        health.detail = "" if health.last_archive_run else f"no run recorded (no manifest in {archive_dir})"
+
+
+def dlq_count(config: str | None) -> Dlq:
+    """The records the DLQ topic holds now: high - low watermark per partition."""
+    from edge.config.settings import SettingsError, TopicsSettings
+    from edge.core.errors import OperatorError
+
+    try:
+        kafka = TopicsSettings.load(config).kafka
+    except SettingsError as exc:
+        return Dlq("?", detail=f"the [kafka] settings cannot be read: {exc}")
+    from edge.kafka.topic_reader import TopicReader
+
+    dlq = Dlq(kafka.dlq_topic)
+    reader = None
+    try:
+        reader = TopicReader(kafka, kafka.dlq_topic, group_id="edge-status", client_id="edge-status")
+        marks = reader.watermarks()
+        dlq.records, dlq.partitions = sum(max(0, high - low) for low, high in marks.values()), len(marks)
+    except OperatorError as exc:
+        dlq.detail = str(exc)
+    finally:
+        if reader is not None:
+            reader.close()
+    return dlq
 
 
 def _port_option(text: str) -> tuple[str, int]:
@@ -179,23 +242,28 @@ def _port_option(text: str) -> tuple[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="one JSON object per service, in a list")
+    parser.add_argument("--json", action="store_true", help="one JSON object: {services: [...], dlq: {...}}")
     parser.add_argument("--port", action="append", type=_port_option, default=[], metavar="NAME=PORT",
-                        help="a service's metrics port, when not the unit's (repeatable)")
+                        help="a service's metrics port, when not [metrics] ports' nor its unit's (repeatable)")
     parser.add_argument("--service", action="append", choices=list(SERVICES), help="only this service (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
     from edge.config.settings import StatusSettings
+    from edge.runtime.supervision import systemd_running
 
-    settings = StatusSettings.load(getattr(args, "config", None))
-    ports = {**default_ports(), **dict(args.port)}
+    config = getattr(args, "config", None)
+    settings = StatusSettings.load(config)
+    metrics = settings.metrics
+    given = dict(args.port)
+    ports = {**metrics.ports, **given}
     systemd = systemd_running()
-    services = args.service or list(SERVICES)
-    rows = [service_health(s, settings.metrics.host, ports.get(s), systemd, settings.archive.directory)
-            for s in services]
+    rows = [service_health(s, metrics.host, ports.get(s), systemd, settings.archive.directory, metrics.enabled,
+                           s in given) for s in args.service or list(SERVICES)]
+    dlq = dlq_count(config)
     if args.json:
-        print(json.dumps([asdict(h) for h in rows], indent=2))
+        print(json.dumps({"services": [asdict(h) for h in rows], "dlq": asdict(dlq)}, indent=2))
     else:
         print(table(rows, time.time()))
-    return 0
+        print(dlq_line(dlq))
+    return 1 if failing(rows) else 0
