@@ -100,6 +100,12 @@ def test_the_scrape_configuration_is_valid_with_the_rules(tmp_path):
     services = {t["labels"]["service"] for job in config["scrape_configs"] if job["job_name"] == "edge"
                 for t in job["static_configs"]}
     assert services == {"bridge", "parser", "sink"}  # the jobs ServiceDown watches
+    # Each target is on the port the service listens on by default ([metrics] ports).
+    from edge.config.services import default_metrics_ports
+
+    targets = {t["labels"]["service"]: int(target.rsplit(":", 1)[1]) for job in config["scrape_configs"]
+               if job["job_name"].startswith("edge") for t in job["static_configs"] for target in t["targets"]}
+    assert targets == default_metrics_ports()
 
 
 @pytest.fixture(scope="module")
