@@ -113,8 +113,8 @@ MISTAKES = [
     Mistake("simulate --sample that does not exist", ["simulate", "--sample", "{tmp}/nope.json"], 2,
             "edge simulate: argument --sample: {tmp}/nope.json: no such file (see edge simulate --help)"),
     Mistake("unknown command", ["simulat"], 2,
-            "edge: argument COMMAND: invalid choice: 'simulat' (choose from 'simulate', 'topics', 'bridge', "
-            "'parse', 'sink', 'archive', 'query', 'config', 'install', 'replay', 'dlq', 'restore', 'status') "
+            "edge: argument COMMAND: invalid choice: 'simulat' (choose from 'bridge', 'parse', 'sink', "
+            "'archive', 'query', 'simulate', 'topics', 'config', 'install', 'replay', 'dlq', 'restore', 'status') "
             "(see edge --help)"),
     Mistake("unknown AMQP host", ["simulate", "--count", "1"], 4,
             "edge simulate: amqp: cannot connect to nosuch.invalid:5672: host name not resolved",
