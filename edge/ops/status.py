@@ -15,7 +15,9 @@ archive) it reads what is there to read, and says why when it cannot tell:
 - the local archive directory: the newest manifest, when systemd cannot tell
   when the archive last ran;
 - the DLQ topic: the records it holds, from its watermarks (a service's own DLQ
-  counter starts from 0 at every restart; the topic does not).
+  counter starts from 0 at every restart; the topic does not). That is every
+  record: dead letters, their copies and ``edge dlq redrive``'s resolution
+  markers; ``edge dlq list`` tells the failures apart and which are resolved.
 
 Exit status: 0 when every long-running service is running; 1 when one is down or
 unknown, or a unit failed (the table says which and why).
@@ -116,8 +118,8 @@ def table(rows: list[Health], now: float) -> str:
 def dlq_line(dlq: Dlq) -> str:
     if dlq.records is None:
         return f"DLQ {dlq.topic}: unknown: {dlq.detail}"
-    return (f"DLQ {dlq.topic}: {dlq.records} record(s) in {dlq.partitions} partition(s), "
-            "counted from the topic (edge dlq list shows them)")
+    return (f"DLQ {dlq.topic}: {dlq.records} record(s) in {dlq.partitions} partition(s), counted from the topic "
+            "(copies and redrive markers included: edge dlq list shows each failure and its state)")
 
 
 def failing(rows: list[Health]) -> list[Health]:
