@@ -10,8 +10,10 @@ import pytest
 from edge.archive import influxql
 from edge.archive import layout
 from edge.archive import manifest as manifests
+from edge.archive import merge
 from edge.archive import retention
 from edge.archive import windows
+from edge.archive.windows import Window
 from edge.archive import parquet_schema as schema
 from edge.core.errors import UsageError
 
@@ -142,15 +144,57 @@ def _part(index, counts, sealed=False, deleted=False):
         ([_part(0, {"v": 3})], {"v": 5}, True, False, (manifests.Step.EXPORT, 0)),
         # Killed after sealing, before DELETE: delete, no new upload.
         ([_part(0, {"v": 3}, sealed=True)], {"v": 3}, True, True, (manifests.Step.DELETE_ONLY, 0)),
-        # Deleted day with late points: a new part, the archived one stays.
-        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 3}, True, True, (manifests.Step.EXPORT, 1)),
-        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 1}, True, True, (manifests.Step.EXPORT, 1)),
+        # Deleted day with late points: consolidated into a new part (a new index).
+        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 3}, True, True, (manifests.Step.CONSOLIDATE, 1)),
+        ([_part(0, {"v": 3}, sealed=True, deleted=True)], {"v": 1}, True, True, (manifests.Step.CONSOLIDATE, 1)),
+        # Killed after sealing, and more points came: the sealed part is merged too.
+        ([_part(0, {"v": 3}, sealed=True)], {"v": 4}, True, True, (manifests.Step.CONSOLIDATE, 1)),
+        # A consolidated open part (index 2) whose InfluxDB points are unchanged: delete it.
+        ([{**_part(2, {"v": 9}), "source_counts": {"v": 2}, "replaces": [0, 1]}], {"v": 2}, True, True,
+         (manifests.Step.DELETE_ONLY, 2)),
+        # ... changed since (kept): consolidated again, never re-exported over (it holds sealed points).
+        ([{**_part(2, {"v": 9}), "source_counts": {"v": 2}, "replaces": [0, 1]}], {"v": 3}, True, False,
+         (manifests.Step.CONSOLIDATE, 3)),
+        # Parts of the old layout (a deleted part-0, an open part-1 beside it): consolidated.
+        ([_part(0, {"v": 3}, sealed=True, deleted=True), _part(1, {"v": 1})], {"v": 2}, True, False,
+         (manifests.Step.CONSOLIDATE, 2)),
     ],
 )
 def test_decide(parts, counts, stored_ok, delete, expected):
     manifest = {"parts": parts} if parts else None
     d = manifests.decide(manifest, counts, stored_ok, delete)
     assert (d.step, d.part_index) == expected
+
+
+def test_consolidated_manifest_lists_the_new_part_alone_and_names_the_replaced():
+    window = Window("field1", date(2024, 2, 10), "000001", "autogen", "field1")
+    before = {**manifests.new_manifest(window),
+              "parts": [{**_part(0, {"v": 3}, True, True), "key": "k0"}, {**_part(1, {"v": 1}), "key": "k1"}]}
+    after = manifests.consolidated(before, {**_part(2, {"v": 4}), "key": "k2"})
+    assert [p["index"] for p in after["parts"]] == [2] and after["parts"][0]["replaces"] == [0, 1]
+    assert after["replaced"] == ["k0", "k1"] and before["parts"][0]["key"] == "k0"  # not mutated
+    assert "replaced" not in manifests.without_replaced(after)
+    assert manifests.next_index(after) == 3
+
+
+def test_merge_points_follows_influxdb_rule():
+    """One row per (series, time); fields merge; a later write of a field wins;
+    a later write without a field leaves it; a tag missing is its own series."""
+    old = pa.table({"time": [1, 2, 3], "device": ["a", "a", None], "v": [1.0, 2.0, 3.0], "w": [10, 20, None]})
+    new = pa.table({"time": [2, 3, 4, 1, 1], "device": ["a", None, "a", "b", "a"],
+                    "v": [None, 33.0, 4.0, 5.0, 1.0]})
+    merged = merge.merge_points([old, new], ["v", "w"])
+    assert merged.to_pylist() == [
+        {"time": 1, "device": "a", "v": 1.0, "w": 10},  # a re-sent copy: once
+        {"time": 1, "device": "b", "v": 5.0, "w": None},
+        {"time": 2, "device": "a", "v": 2.0, "w": 20},  # a write without v keeps v
+        {"time": 3, "device": None, "v": 33.0, "w": None},  # the correction wins
+        {"time": 4, "device": "a", "v": 4.0, "w": None},
+    ]
+    assert merge.field_counts(merged, ["v", "w"]) == {"v": 5, "w": 2}
+    # Three writes in order: the last wins, whatever the key's order in the input.
+    third = pa.table({"time": [3], "device": pa.array([None], pa.string()), "v": [333.0]})
+    assert merge.merge_points([old, new, third], ["v", "w"]).column("v").to_pylist()[3] == 333.0
 
 
 def test_field_types_and_schema():

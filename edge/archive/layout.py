@@ -1,7 +1,7 @@
 """Where a window's files sit in the archive: the hive layout. Pure.
 
-``<table>/site_id=<s>/date=<YYYY-MM-DD>/`` holds ``part-00000.parquet`` (more
-parts only when points for an already archived and deleted day turn up later) and
+``<table>/site_id=<s>/date=<YYYY-MM-DD>/`` holds ``part-00000.parquet`` (a higher
+index once points for an already archived day were consolidated with it) and
 ``_manifest.json``, which Athena and DuckDB skip because of the leading
 underscore. The same relative keys are used on local disk and under
 ``s3://<bucket>/<prefix>``.

@@ -5,6 +5,14 @@ time, size, SHA-256, columns. A part is *open* until it is *sealed* (immutable)
 just before its window is deleted from InfluxDB, and is marked *deleted* right
 after. ``decide`` reads where a window stands from its manifest and InfluxDB's
 counts now; a run killed anywhere resumes from there.
+
+Points that arrive for a day whose parts are sealed are *consolidated*
+(``edge.archive.consolidation``): one new part holds the listed parts and the
+new points merged by InfluxDB's rule, and ``consolidated`` switches the
+manifest to it in one write; it names the parts it replaced (``replaced``) until
+they are removed. A part's ``source_counts`` are InfluxDB's values per field
+that it took (what a DELETE may remove); its ``field_counts`` are what its file
+holds (for a consolidated part, more: the sealed parts' points).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ class Step(enum.Enum):
     SKIP = "skip"  # archived and verified, and the points stay (keep)
     DELETE_ONLY = "delete-only"  # archived and verified by an earlier run; delete now
     EXPORT = "export"  # export (again) into the open part
+    CONSOLIDATE = "consolidate"  # earlier parts + InfluxDB's points merged into a new part
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,18 @@ def open_part(manifest: dict | None) -> dict | None:
     return None if last.get("sealed") else last
 
 
+def source_counts(part: dict) -> dict[str, int]:
+    """InfluxDB's values per field that the part took (manifests before
+    consolidation: its file's counts, the same thing)."""
+    return part.get("source_counts", part["field_counts"])
+
+
+def next_index(manifest: dict | None) -> int:
+    """A part index never used in this window (consolidation removes lower ones)."""
+    parts = (manifest or {}).get("parts", [])
+    return max((p["index"] for p in parts), default=-1) + 1
+
+
 def decide(
     manifest: dict | None,
     influx_counts: dict[str, int],
@@ -56,29 +77,24 @@ def decide(
 
     A sealed, not yet deleted part whose counts still equal InfluxDB's means a run
     stopped between sealing and deleting: delete again. An open part that equals
-    InfluxDB and verifies in the store needs no new upload. Anything else is
-    exported into the open part (which it replaces) or, when every part is sealed,
-    into a new part: points that turned up after their day was deleted never
-    overwrite what was archived before.
+    InfluxDB and verifies in the store needs no new upload. A lone open part that
+    does not is exported again (replaced). Any other change is a consolidation
+    into a new part: the listed parts (sealed ones hold points InfluxDB may no
+    longer have) and InfluxDB's points, merged, so an archived part is never
+    overwritten and the day holds each (series, time) once.
     """
     parts = (manifest or {}).get("parts", [])
-    next_index = len(parts)
+    fresh = next_index(manifest)
     if not any(influx_counts.values()):
-        return Decision(Step.NOTHING, next_index)
-    current = open_part(manifest)
-    if current is not None:
-        if current["field_counts"] == influx_counts and stored_part_ok:
-            return Decision(Step.DELETE_ONLY if delete else Step.SKIP, current["index"])
-        return Decision(Step.EXPORT, current["index"])
+        return Decision(Step.NOTHING, fresh)
     last = parts[-1] if parts else None
-    if (
-        last is not None
-        and not last.get("deleted")
-        and last["field_counts"] == influx_counts
-        and stored_part_ok
-    ):
+    if last is None:
+        return Decision(Step.EXPORT, fresh)
+    if source_counts(last) == influx_counts and stored_part_ok and not last.get("deleted"):
         return Decision(Step.DELETE_ONLY if delete else Step.SKIP, last["index"])
-    return Decision(Step.EXPORT, next_index)
+    if len(parts) == 1 and not last.get("sealed") and not last.get("replaces"):
+        return Decision(Step.EXPORT, last["index"])
+    return Decision(Step.CONSOLIDATE, fresh)
 
 
 def new_manifest(window: Window) -> dict:
@@ -94,8 +110,9 @@ def new_manifest(window: Window) -> dict:
     }
 
 
-def part_record(index: int, key: str, url: str, part: WrittenPart) -> dict:
-    """A written and verified part as its manifest lists it (open: not sealed)."""
+def part_record(index: int, key: str, url: str, part: WrittenPart, source: dict[str, int] | None = None) -> dict:
+    """A written and verified part as its manifest lists it (open: not sealed).
+    ``source``: InfluxDB's values it took, when not all of the file's (consolidation)."""
     return {
         "index": index,
         "file": Path(key).name,
@@ -103,6 +120,7 @@ def part_record(index: int, key: str, url: str, part: WrittenPart) -> dict:
         "url": url,
         "rows": part.rows,
         "field_counts": part.field_counts,
+        "source_counts": part.field_counts if source is None else source,
         "min_time": part.min_time,
         "max_time": part.max_time,
         "bytes": part.digest.size,
@@ -131,3 +149,19 @@ def marked(manifest: dict, index: int, **flags) -> dict:
     result = dict(manifest)
     result["parts"] = [{**p, **flags} if p["index"] == index else p for p in manifest["parts"]]
     return result
+
+
+def consolidated(manifest: dict, part: dict) -> dict:
+    """The manifest switched to one consolidated ``part``, which replaces every
+    part listed before: those are named in ``replaced`` until they are removed."""
+    result = dict(manifest)
+    result["version"] = MANIFEST_VERSION
+    gone = [p["key"] for p in manifest.get("parts", [])]
+    result["parts"] = [{**part, "replaces": [p["index"] for p in manifest.get("parts", [])]}]
+    result["replaced"] = sorted(set(manifest.get("replaced", [])) | set(gone))
+    return result
+
+
+def without_replaced(manifest: dict) -> dict:
+    """The manifest once the replaced parts are removed from the store."""
+    return {k: v for k, v in manifest.items() if k != "replaced"}

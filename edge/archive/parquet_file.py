@@ -89,6 +89,25 @@ def write_window(
     return part
 
 
+def write_table(
+    table: pa.Table, fields: dict[str, pa.DataType], target: Path, zstd_level: int, row_group_rows: int = 131_072
+) -> WrittenPart:
+    """Write ``table`` (a consolidated day) into ``target`` as ``write_window`` does:
+    temporary file, fsync, rename, then described from the disk."""
+    make_dirs(target.parent)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        with _parquet_writer(tmp, table.schema, zstd_level) as writer:
+            writer.write_table(table, row_group_size=row_group_rows)
+        replace_durably(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    part = read_back(target, fields)
+    if part.rows != table.num_rows:
+        raise WindowFailed(f"{target}: wrote {table.num_rows} rows, the file on disk holds {part.rows}")
+    return part
+
+
 def _parquet_writer(path: Path, arrow_schema: pa.Schema, zstd_level: int) -> pq.ParquetWriter:
     return pq.ParquetWriter(
         path,

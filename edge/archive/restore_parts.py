@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edge.archive.layout import MANIFEST_NAME, PartKey, parse_part_key, table_prefix
-from edge.archive.store import ArchiveStore
+from edge.archive.store import ArchiveStore, LocalStore
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,17 @@ def archived_parts(
             fields = frozenset(record["field_counts"]) if record else None
             rows = record["rows"] if record else None
             out.append(ArchivedPart(found.key, found.table, found.site_id, found.day, rows, fields))
+    return out
+
+
+def current_files(root: str) -> dict[str, list[str]]:
+    """Every verified part of the local archive at ``root``, by table directory:
+    what SQL over the archive reads (a part replaced by a consolidation, or one
+    written but not yet in its manifest, is left out)."""
+    store = LocalStore(root)
+    out: dict[str, list[str]] = {}
+    for part in archived_parts(store, None, None, date.min, date.max):
+        out.setdefault(part.key.split("/", 1)[0], []).append(str(store.path(part.key)))
     return out
 
 

@@ -161,3 +161,6 @@ class S3Store:
             ContentType="application/json",
             ChecksumAlgorithm="SHA256",
         )
+
+    def remove(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(key))

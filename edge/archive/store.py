@@ -4,7 +4,8 @@ Both stores take the same relative keys (``<measurement>/site_id=.../date=.../..
 ``edge.archive.layout``) behind one interface, ``ArchiveStore``:
 
 - write side (the archiver): ``put_file``, ``put_json``, ``verify`` (is this object
-  there with this size and SHA-256?);
+  there with this size and SHA-256?), ``remove`` (a part a consolidation replaced;
+  a key already gone is no error);
 - read side (restore, the archiver's manifests): ``keys(prefix)``, ``open_read(key)``,
   ``get_json(key)`` (None when the key is missing);
 - ``url(key)`` names a key for people (``url("")``: the archive itself).
@@ -21,13 +22,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 from edge.config.settings import ArchiveSettings
 from edge.core.errors import UsageError
+
+
+class StoreFailed(RuntimeError):
+    """The archive store (S3) failed: the run stops and deletes nothing."""
+
+
+@contextmanager
+def store_step(window, what: str) -> Iterator[None]:
+    """A store call for a window: any failure becomes StoreFailed naming both."""
+    try:
+        yield
+    except StoreFailed:
+        raise
+    except Exception as exc:
+        raise StoreFailed(f"{window.label()}: {what}: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,8 @@ class ArchiveStore(Protocol):
     def verify(self, key: str, digest: FileDigest, local_path: Path | None) -> bool: ...
 
     def put_json(self, key: str, data: dict) -> None: ...
+
+    def remove(self, key: str) -> None: ...
 
     def keys(self, prefix: str) -> Iterator[str]: ...
 
@@ -188,6 +207,12 @@ class LocalStore:
 
     def put_json(self, key: str, data: dict) -> None:
         write_atomic(self.path(key), manifest_bytes(data))
+
+    def remove(self, key: str) -> None:
+        target = self.path(key)
+        if target.exists():
+            target.unlink()
+            fsync_dir(target.parent)
 
     def url(self, key: str) -> str:
         return str(self.path(key))

@@ -11,6 +11,7 @@ from edge.archive.windows import Window
 class ArchiveSummary:
     windows: int = 0
     exported: int = 0  # windows written to Parquet in this run
+    consolidated: int = 0  # of them, days whose earlier parts were merged with late points
     skipped: int = 0  # already archived and verified (kept in InfluxDB)
     deleted: int = 0  # windows deleted from InfluxDB in this run
     unchanged: int = 0  # nothing in InfluxDB for the window any more
@@ -29,6 +30,7 @@ class ArchiveSummary:
             f"windows={self.windows} exported={self.exported} skipped={self.skipped}"
             f" deleted={self.deleted} refused={self.refused} failed={self.failed} rows={self.rows}"
             f" values={self.values} bytes={self.bytes} objects={self.objects}"
+            f" consolidated={self.consolidated}"
             f" seconds={self.seconds:.1f}"
         )
 

@@ -10,6 +10,8 @@ loop (``edge.archive.archiver``) decides the order and what a failure stops.
   (fsynced, described from the disk), upload it with a SHA-256 checksum, verify
   (object present, size and checksums, the file's value counts equal InfluxDB's)
   and write the manifest next to the data.
+- points for a day whose parts are sealed: ``edge.archive.consolidation`` merges
+  them and the parts into one new part;
 - ``delete_group``: one window in every archived policy; count it again in every
   policy of the database, seal the verified parts, DELETE once, mark them deleted.
 
@@ -19,8 +21,6 @@ deletes nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -29,32 +29,18 @@ from edge.archive import manifest as manifests
 from edge.archive import parquet_schema as schema
 from edge.archive import retention
 from edge.archive.export import InfluxArchiveSource
-from edge.archive.parquet_file import WindowFailed, write_window
+from edge.archive.parquet_file import WindowFailed, WrittenPart, write_window
 from edge.archive.scope import Scope
-from edge.archive.store import ArchiveStore, FileDigest, LocalStore
+from edge.archive.consolidation import consolidate, finish_removal
+from edge.archive.store import ArchiveStore, FileDigest, LocalStore, StoreFailed, store_step
 from edge.archive.summary import ArchiveSummary
 from edge.archive.layout import table_name
 from edge.archive.windows import Window, floor_day, windows_from_counts
 from edge.config.settings import ArchiveSettings
 
 
-class StoreFailed(RuntimeError):
-    """The archive store (S3) failed: the run stops and deletes nothing."""
-
-
 class DeleteRefused(RuntimeError):
     """The DELETE would remove points that no archive holds: not done."""
-
-
-@contextmanager
-def _store_step(window: Window, what: str) -> Iterator[None]:
-    """A store call for a window: any failure becomes StoreFailed naming both."""
-    try:
-        yield
-    except StoreFailed:
-        raise
-    except Exception as exc:
-        raise StoreFailed(f"{window.label()}: {what}: {type(exc).__name__}: {exc}") from exc
 
 
 def window_text(window: Window) -> str:
@@ -110,7 +96,7 @@ class WindowWork:
 
     def decide(self, window: Window) -> tuple[manifests.Decision, dict[str, int], dict | None]:
         counts = self.source.window_counts(window)
-        with _store_step(window, "read manifest"):
+        with store_step(window, "read manifest"):
             manifest = self.store.get_json(window.manifest_key)
             parts = (manifest or {}).get("parts", [])
             stored_ok = False
@@ -132,9 +118,13 @@ class WindowWork:
         if step is manifests.Step.SKIP:
             summary.skipped += 1
             return None
+        if manifest and manifest.get("replaced"):  # a run stopped after a switch
+            manifest = finish_removal(self, window, manifest)
         index = decision.part_index
         if step is manifests.Step.EXPORT:
             self._export(window, index, counts, manifest, summary)
+        elif step is manifests.Step.CONSOLIDATE:
+            _counted(summary, consolidate(self, window, index, counts, manifest, summary))
         return index if self.delete else None
 
     def _export(self, window: Window, index: int, counts: dict[str, int], manifest: dict | None,
@@ -151,18 +141,14 @@ class WindowWork:
             raise WindowFailed(f"{window.label()}: counts changed during export")
         record = manifests.part_record(index, key, self.store.url(key), part)
         manifest = manifests.with_part(manifest, window, record)
-        with _store_step(window, "upload"):
+        with store_step(window, "upload"):
             self.store.put_file(key, part.path, part.digest)
             if not self.store.verify(key, part.digest, part.path):
                 raise StoreFailed(f"{window.label()}: {self.store.url(key)} failed verification")
             self.store.put_json(window.manifest_key, manifest)
         if self.store is not self.local:
             self.local.put_json(window.manifest_key, manifest)
-        summary.exported += 1
-        summary.objects += 1
-        summary.rows += part.rows
-        summary.values += sum(part.field_counts.values())
-        summary.bytes += part.digest.size
+        _counted(summary, part)
 
     def held(self, window: Window) -> dict[str, dict[str, int]]:
         """Values per field in the window, in every policy of the database."""
@@ -178,7 +164,7 @@ class WindowWork:
         parts, DELETE once (it reaches every policy), mark them deleted."""
         found: list[tuple[Window, dict, dict]] = []
         for window, index in members:
-            with _store_step(window, "read manifest"):
+            with store_step(window, "read manifest"):
                 manifest = self.store.get_json(window.manifest_key)
             part = next((p for p in (manifest or {}).get("parts", []) if p["index"] == index), None)
             if part is None:
@@ -186,7 +172,7 @@ class WindowWork:
             found.append((window, manifest, part))
         first = members[0][0]
         verdict = retention.delete_verdict(
-            {w.retention_policy: p["field_counts"] for w, _, p in found}, self.held(first)
+            {w.retention_policy: manifests.source_counts(p) for w, _, p in found}, self.held(first)
         )
         what = window_text(first)
         if verdict.refused:
@@ -199,17 +185,25 @@ class WindowWork:
         sealed = []
         for window, manifest, part in found:
             manifest = manifests.marked(manifest, part["index"], sealed=True, sealed_at=_now())
-            with _store_step(window, "seal"):
+            with store_step(window, "seal"):
                 self.store.put_json(window.manifest_key, manifest)
             sealed.append((window, manifest, part["index"]))
         self.source.delete(first)
         for window, manifest, index in sealed:
             manifest = manifests.marked(manifest, index, deleted=True, deleted_at=_now())
-            with _store_step(window, "mark deleted"):
+            with store_step(window, "mark deleted"):
                 self.store.put_json(window.manifest_key, manifest)
             if self.store is not self.local:
                 self.local.put_json(window.manifest_key, manifest)
             summary.deleted += 1
+
+
+def _counted(summary: ArchiveSummary, part: WrittenPart) -> None:
+    summary.exported += 1
+    summary.objects += 1
+    summary.rows += part.rows
+    summary.values += sum(part.field_counts.values())
+    summary.bytes += part.digest.size
 
 
 def _now() -> str:

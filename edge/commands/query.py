@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_local(args: argparse.Namespace, settings: QuerySettings) -> int:
+    from edge.archive.restore_parts import current_files
     from edge.query.local import LocalQueryError, MissingTable, run_local_sql, tables
 
     archive_dir = Path(args.archive_dir or settings.archive.directory).resolve()
@@ -108,7 +109,7 @@ def run_local(args: argparse.Namespace, settings: QuerySettings) -> int:
     found = tables(archive_dir)
     print(f"edge query: archive {archive_dir} (tables: {', '.join(found) or 'none'})", file=sys.stderr, flush=True)
     try:
-        csv_text = run_local_sql(args.sql, str(archive_dir))
+        csv_text = run_local_sql(args.sql, str(archive_dir), current_files(str(archive_dir)))
     except MissingTable as exc:
         raise NotFoundError(str(exc)) from None
     except LocalQueryError as exc:

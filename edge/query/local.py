@@ -7,6 +7,11 @@ reads the same here as in Athena. Partition values stay strings (``site_id``
 ``000001`` is not the number 1), as in the Glue catalog. Files of one measurement
 are unioned by column name (schema drift: a field added later is NULL before).
 Timestamps are shown in UTC. The result is CSV text with a header row.
+
+``files`` (table -> its Parquet paths) replaces the glob: ``edge query --local``
+passes the parts the days' manifests list (``edge.archive.restore_parts.
+current_files``), so a consolidation in progress is seen before or after its
+manifest switch, never half-way (old and new parts both, or neither).
 """
 
 from __future__ import annotations
@@ -36,15 +41,21 @@ def measurement_dirs(archive_dir: str | Path) -> list[Path]:
     )
 
 
-def connect(archive_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per archived measurement."""
+def connect(archive_dir: str | Path, files: dict[str, list[str]] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per archived measurement (over ``files``
+    when given, else every ``*.parquet`` under the measurement's directory)."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     for d in measurement_dirs(archive_dir):
-        pattern = str(d / "**" / "*.parquet")
+        if files is None:
+            source = _quote_str(str(d / "**" / "*.parquet"))
+        elif files.get(d.name):
+            source = "[" + ", ".join(_quote_str(f) for f in files[d.name]) + "]"
+        else:
+            continue
         con.execute(
             f"CREATE VIEW {_quote_ident(d.name)} AS SELECT * FROM read_parquet("
-            f"{_quote_str(pattern)}, hive_partitioning = true, hive_types_autocast = false,"
+            f"{source}, hive_partitioning = true, hive_types_autocast = false,"
             " union_by_name = true)"
         )
     return con
@@ -86,11 +97,11 @@ def tables(archive_dir: str | Path) -> list[str]:
     return [d.name for d in measurement_dirs(archive_dir)]
 
 
-def run_local_sql(sql: str, archive_dir: str) -> str:
-    """Run ``sql`` over the archive under ``archive_dir``; the result as CSV text.
-    Raises ``MissingTable`` (naming the directory and what it holds) or
-    ``LocalQueryError``."""
-    con = connect(archive_dir)
+def run_local_sql(sql: str, archive_dir: str, files: dict[str, list[str]] | None = None) -> str:
+    """Run ``sql`` over the archive under ``archive_dir`` (``files``: see ``connect``);
+    the result as CSV text. Raises ``MissingTable`` (naming the directory and what
+    it holds) or ``LocalQueryError``."""
+    con = connect(archive_dir, files)
     try:
         return _csv(con.execute(sql))
     except duckdb.Error as exc:
