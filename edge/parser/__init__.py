@@ -12,7 +12,12 @@ call it): :func:`parse`, :func:`to_lines`, :class:`ParseError`, :class:`ParseRes
 - names (``edge.parser.names``): what InfluxDB stores for each name;
 - time (``edge.parser.times``): ``header.timestamp`` in the site's zone,
   daylight-saving fall-back resolved by the receive time, the spring-forward gap a
-  ParseError with reason ``nonexistent_local_time``.
+  ParseError with reason ``nonexistent_local_time``;
+- the compiled hot path (``edge.parser.onepass``, Cython, built by ``pip install``
+  when a compiler is there): the common document shape from bytes straight to the
+  same lines; anything else it hands to the pure parser above, which stays the
+  reference. :data:`PATH` says which runs; a fallback's reason is on the result
+  (``ParseResult.fallback``, ``ParseError.fallback``) for the stage to count.
 
 Tags are written sorted by key, so the line's series key is InfluxDB's own and can
 be used as the Kafka key (one series -> one partition). A message with no usable
@@ -34,7 +39,16 @@ from edge.parser.times import (
     timestamp_ns,
 )
 
-__all__ = ["ParseError", "ParseResult", "TimeZones", "parse", "received_at_ns", "to_lines"]
+try:
+    from edge.parser import onepass as _onepass
+except ImportError:  # not built (no compiler at install time): the pure parser runs
+    _onepass = None
+
+__all__ = ["PATH", "ParseError", "ParseResult", "TimeZones", "parse", "parse_pure", "received_at_ns", "to_lines"]
+
+#: Which parser runs: ``onepass`` (compiled, falling back to the pure parser for
+#: documents it does not handle) or ``pure`` (the extension is not built).
+PATH = "pure" if _onepass is None else "onepass"
 
 
 def to_lines(raw: bytes) -> list[bytes]:
@@ -48,6 +62,22 @@ def parse(raw: bytes, zones: TimeZones = UTC_ONLY, received_at_ns: int | None = 
     ``received_at_ns`` (see :func:`received_at_ns`) tells the two occurrences of a
     repeated local hour apart; without it the earlier one is used (and counted).
     """
+    if _onepass is None:
+        return parse_pure(raw, zones, received_at_ns)
+    found = _onepass.parse(raw, zones, received_at_ns)
+    if found.__class__ is not str:
+        return found
+    try:
+        result = parse_pure(raw, zones, received_at_ns)
+    except ParseError as exc:
+        exc.fallback = found
+        raise
+    result.fallback = found
+    return result
+
+
+def parse_pure(raw: bytes, zones: TimeZones = UTC_ONLY, received_at_ns: int | None = None) -> ParseResult:
+    """:func:`parse` in pure Python: the reference, and the fallback."""
     doc = decode(raw)
     if doc.__class__ is not dict:
         raise ParseError(f"top level is {json_type(doc)}, expected an object")

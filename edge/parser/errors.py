@@ -11,6 +11,9 @@ class ParseError(ValueError):
     (``parse_error``, or ``nonexistent_local_time`` for a local time the clocks
     skipped)."""
 
+    #: Why the compiled path handed this message to the pure parser (None: it did not).
+    fallback: str | None = None
+
     def __init__(self, message: str, reason: str = "parse_error"):
         super().__init__(message)
         self.reason = reason
@@ -28,7 +31,9 @@ class ParseResult:
     has the same series and time; ``unusable_readings`` numbers/booleans that could
     not be stored (named in ``problems``); ``ambiguous_times_resolved`` /
     ``ambiguous_times_unresolved`` a repeated local hour told apart by the receive
-    time / taken as its earlier occurrence for want of one.
+    time / taken as its earlier occurrence for want of one. ``fallback``: why the
+    compiled path handed the message to the pure parser (None: it did not, or it is
+    not built).
     """
 
     points: list[tuple[bytes, bytes]]
@@ -39,6 +44,7 @@ class ParseResult:
     unusable_readings: int = 0
     ambiguous_times_resolved: int = 0
     ambiguous_times_unresolved: int = 0
+    fallback: str | None = None
 
     @property
     def lines(self) -> list[bytes]:
