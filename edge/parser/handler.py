@@ -34,11 +34,13 @@ PARTIAL = "partial"
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """A parsed message (``result``) or a refused one (``reason``, ``error``)."""
+    """A parsed message (``result``) or a refused one (``reason``, ``error``, and
+    ``fallback``: why the compiled parser handed it to the pure one, if it did)."""
 
     result: ParseResult | None
     reason: str = ""
     error: str = ""
+    fallback: str | None = None
 
     @property
     def outputs(self) -> int:
@@ -82,7 +84,7 @@ class RawHandler:
             result = parse(raw if raw is not None else b"", self.zones,
                            received_at_ns=received_at_ns(record.headers(), record.timestamp()))
         except ParseError as exc:
-            return Outcome(None, exc.reason, str(exc))
+            return Outcome(None, exc.reason, str(exc), exc.fallback)
         return Outcome(result)
 
     def emit(self, record, outcome: Outcome, on_delivery: Callable | None) -> bool:
@@ -91,7 +93,7 @@ class RawHandler:
         MESSAGES_IN.inc()
         result = outcome.result
         if result is None:
-            count_error(outcome.reason)
+            count_error(outcome.reason, outcome.fallback)
             return self.dead_letter(record, outcome.reason, outcome.error, on_delivery)
         count_result(result)
         produce = self.produce

@@ -37,12 +37,21 @@ UNUSABLE_READINGS = Counter(
     "edge_parser_unusable_readings",
     "Numbers/booleans that could not be stored (name InfluxDB cannot keep, name taken, nested too deep)",
 )
+FALLBACKS = Counter(
+    "edge_parser_fallbacks",
+    "Messages the compiled parser (edge.parser.onepass) handed to the pure-Python parser, by why: "
+    "list, deep_object, escape, name, number, duplicate_key, duplicate_series, syntax, shape, time, site, "
+    "no_points, large_object, input, reentrant",
+    ["reason"],
+)
 
 _RESOLVED = AMBIGUOUS_LOCAL_TIMES.labels(resolution="received_at")
 _UNRESOLVED = AMBIGUOUS_LOCAL_TIMES.labels(resolution="earlier_occurrence")
 
 
 def count_result(result: ParseResult) -> None:
+    if result.fallback:
+        FALLBACKS.labels(reason=result.fallback).inc()
     if result.ambiguous_times_resolved:
         _RESOLVED.inc(result.ambiguous_times_resolved)
     if result.ambiguous_times_unresolved:
@@ -57,8 +66,11 @@ def count_result(result: ParseResult) -> None:
         EMPTY_POINTS.inc(result.empty_points)
 
 
-def count_error(reason: str) -> None:
-    """A refused message, by its DLQ reason (``ParseError.reason``)."""
+def count_error(reason: str, fallback: str | None = None) -> None:
+    """A refused message, by its DLQ reason (``ParseError.reason``) and, when the
+    compiled parser handed it to the pure one, why (``ParseError.fallback``)."""
+    if fallback:
+        FALLBACKS.labels(reason=fallback).inc()
     if reason == "nonexistent_local_time":
         NONEXISTENT_LOCAL_TIMES.inc()
 
@@ -66,4 +78,4 @@ def count_error(reason: str) -> None:
 # Every family above: what a replay writes to its metrics textfile.
 FAMILIES = tuple(metric._name for metric in (MESSAGES_IN, POINTS_OUT, DLQ_RECORDS, DROPPED_VALUES, EMPTY_POINTS,
                                              AMBIGUOUS_LOCAL_TIMES, NONEXISTENT_LOCAL_TIMES, DUPLICATE_POINTS,
-                                             UNUSABLE_READINGS))
+                                             UNUSABLE_READINGS, FALLBACKS))

@@ -33,6 +33,7 @@ from edge.kafka.health import KafkaHealth
 from edge.kafka.offsets import OffsetTracker, Ticket
 from edge.kafka.producer import DeadLetters, StageProducer
 from edge.kafka.runner import StageRunner
+from edge.parser import PATH
 from edge.parser.handler import RawHandler
 from edge.parser.metrics import DLQ_RECORDS
 from edge.config.settings import ParserSettings
@@ -164,6 +165,9 @@ def build(settings: ParserSettings, stop, log, supervisor=None) -> tuple[StageRu
                          last_commit_gauge=LAST_COMMIT, consume_batch=500, commit_interval_s=1.0,
                          shutdown_s=HANDOVER_FLUSH_S)
     producer = StageProducer(kafka, "edge-parser", stop=stop, supervisor=supervisor, health=health)
+    # onepass: the compiled hot path (falling back to the pure parser, counted in
+    # edge_parser_fallbacks_total); pure: the extension is not built on this machine.
+    runner.log.info("parser_path", path=PATH)
     return runner, ParseStage(settings, producer, runner.log, stop=stop, seek=runner.seek)
 
 
