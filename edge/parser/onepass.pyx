@@ -616,7 +616,9 @@ cdef int identifier(Entry* e, Text* t, bint* found) except -1:
             t.ptr, t.len = s, i
         found[0] = True
     elif e.kind == K_STR:
-        if e.sflags:  # escapes, control characters, non-ASCII (Unicode digits, spaces)
+        if e.sflags & S_ESCAPE:
+            return R_ESCAPE
+        if e.sflags:  # control characters, non-ASCII (Unicode digits, spaces): the pure parser judges
             return R_NAME
         if n == 0:
             return 0
@@ -779,19 +781,13 @@ cdef class _Walk:
 
     cdef int site_tag(self, Entry* e) except -1:
         """parse()'s _site_id and names.tag(site): a non-blank string, or an integer."""
-        cdef Py_ssize_t i
-        cdef bint blank = True
         if e.kind == K_INT:
             if e.vlen - (e.val[0] == 45) > 15 or (e.vlen == 2 and e.val[0] == 45):
                 return R_SITE
         elif e.kind == K_STR:
-            if e.sflags & (S_ESCAPE | S_CONTROL):
-                return R_SITE
-            for i in range(e.vlen):
-                if e.val[i] != 32 and e.val[i] < 128:
-                    blank = False
-                    break
-            if blank:  # empty, spaces, or only non-ASCII: str.strip() judges
+            if e.sflags & S_ESCAPE:
+                return R_ESCAPE
+            if e.sflags & S_CONTROL or blank(e.val, e.vlen):
                 return R_SITE
         else:
             return R_SITE
@@ -907,7 +903,9 @@ cdef class _Walk:
                     p = scan_string(p + 1, end, &sflags)
                     if p == NULL:
                         return R_SYNTAX
-                    if sflags & (S_ESCAPE | S_CONTROL):
+                    if sflags & S_ESCAPE:
+                        return R_ESCAPE
+                    if sflags & S_CONTROL:
                         return R_NAME
                     self.device_len = p - self.device
                     p += 1
@@ -1231,6 +1229,29 @@ cdef class _Walk:
         line = PyBytes_FromStringAndSize(OUT.data, OUT.len)
         self.points.append((key, line))
         return 0
+
+
+cdef bint blank(const uchar* s, Py_ssize_t n):
+    """``not text.strip()`` for valid UTF-8 without control characters: only
+    spaces and the code points Python calls whitespace."""
+    cdef Py_ssize_t i = 0
+    cdef uint32_t cp
+    cdef int k
+    while i < n:
+        if s[i] < 128:
+            if s[i] != 32:
+                return False
+            i += 1
+            continue
+        k = utf8_length(s + i, s + n)
+        cp = s[i] & (0x7F >> k)
+        for j in range(1, k):
+            cp = (cp << 6) | (s[i + j] & 0x3F)
+        if not (cp == 0x85 or cp == 0xA0 or cp == 0x1680 or 0x2000 <= cp <= 0x200A or cp == 0x2028
+                or cp == 0x2029 or cp == 0x202F or cp == 0x205F or cp == 0x3000):
+            return False
+        i += k
+    return True
 
 
 cdef inline bint has_null(const uchar* s, Py_ssize_t n):
