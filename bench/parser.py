@@ -11,7 +11,10 @@ state; the ratio is median(to_lines rate) / median(orjson rate).
 Also (3): a BMS-style document whose elements carry lists of 200 cell voltages and
 200 balancing flags (fields ``<key>_<i>``), in msgs/s and fields/s.
 
-Targets: ratio >= 0.40 on the jittered corpus, >= 0.25 for the as-shipped sample.
+Also which parser ran (``edge.parser.PATH``: the compiled one-pass path or the pure
+one) and the share of each corpus the compiled path handed to the pure parser.
+
+Targets (issue 21): ratio >= 0.50 on the jittered corpus, >= 0.45 for the as-shipped sample.
 Reference: the pilot's Go parser managed 176 msgs/s per core on this machine.
 """
 
@@ -30,7 +33,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.parser import to_lines  # noqa: E402
+from edge.parser import PATH, parse, to_lines  # noqa: E402
 
 GO_PARSER_MSGS_PER_S = 176
 
@@ -89,6 +92,8 @@ def measure(name: str, corpus: list[bytes], ceiling_corpus: list[bytes], rounds:
           f"({parse / GO_PARSER_MSGS_PER_S:,.0f}x the pilot's Go parser)")
     print(f"  orjson decode   {decode:10,.0f} msgs/s (ceiling)")
     print(f"  ratio           {ratio:10.3f}")
+    fallbacks = sum(parse(raw).fallback is not None for raw in corpus)
+    print(f"  fallback share  {fallbacks / len(corpus):10.1%} (to the pure parser; path {PATH})")
     return ratio
 
 
@@ -127,8 +132,8 @@ def main() -> int:
     ceiling = [sample.replace(b"\x08", b"")] * args.messages
     as_shipped = measure("sample.json as shipped (raw control character)", shipped, ceiling, args.rounds)
     measure_lists(args.messages, args.rounds)
-    print(f"targets: jittered ratio >= 0.40: {'met' if jittered >= 0.40 else 'NOT met'}; "
-          f"as-shipped ratio >= 0.25: {'met' if as_shipped >= 0.25 else 'NOT met'}")
+    print(f"targets: jittered ratio >= 0.50: {'met' if jittered >= 0.50 else 'NOT met'}; "
+          f"as-shipped ratio >= 0.45: {'met' if as_shipped >= 0.45 else 'NOT met'}")
     return 0
 
 

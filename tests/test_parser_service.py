@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+import edge.parser
 from edge.core.dlq import header_map
 from edge.parser import to_lines
 from edge.simulator.messages import MessageTemplate, site_id
@@ -62,6 +63,9 @@ def test_every_point_reaches_the_parsed_topic_keyed_by_series(kafka, edge_env, t
             by_key.setdefault(record.key(), set()).add(record.partition())
         assert all(len(parts) == 1 for parts in by_key.values())
         assert read_all(kafka, kafka.dlq_topic) == []
+        # Which parser runs is said once, at start: the compiled one where it is built.
+        assert proc.log().count('"parser_path"') == 1, proc.log()
+        assert f'"path": "{edge.parser.PATH}"' in proc.log(), proc.log()
     finally:
         assert proc.terminate() == 0, proc.log()
 
