@@ -60,7 +60,7 @@ install_venv() {
   local stamp=.venv/.installed want
   # setup.py and the .pyx too: the editable install compiles the parser's extension
   # in place, so a changed source must be built again.
-  want=$(pins_hash pyproject.toml constraints.txt setup.py edge/parser/onepass.pyx)
+  want=$(pins_hash pyproject.toml constraints.txt setup.py edge/parser/onepass*.p*)
   stamp_ok "$stamp" "$want" && return 0
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade "pip==25.3"

@@ -71,7 +71,8 @@ def test_the_sample_as_shipped_takes_the_compiled_path():
 
 
 HANDLED = {
-    "int id, plain keys: orjson writes 1": doc({"field1": {"Name": "BMS", "service": [{"id": 1, "a": 1, "b": 2.5, "c": True}]}}),
+    "int id, plain keys: orjson writes 1": doc(
+        {"field1": {"Name": "BMS", "service": [{"id": 1, "a": 1, "b": 2.5, "c": True}]}}),
     "string id, a field key with a space: FieldSet writes 1.0": doc(
         {"field1": {"Name": "B", "service": [{"id": "01", "a b": 1, "c": 2.5}]}}),
     "time and null in keys": doc({"f": {"service": [{"id": 2, "time": 1, "nullable": 3, "x": False}]}}),
@@ -81,7 +82,8 @@ HANDLED = {
     "a child before the device tag (a_index < device)": doc(
         {"f": {"Name": "D", "service": [{"id": 3, "a": {"index": 2, "v": 1}, "zz": {"v": 2}, "v": 0.1}]}}),
     "a child after site_id, no device": doc({"f": {"service": [{"id": 1, "zz": {"index": "07", "v": 1}}]}}),
-    "child with a string index and strings": doc({"f": {"service": [{"id": 1, "r": {"index": "x", "s": "t", "v": 1}}]}}),
+    "child with a string index and strings": doc(
+        {"f": {"service": [{"id": 1, "r": {"index": "x", "s": "t", "v": 1}}]}}),
     "numbers repr and orjson agree on": doc({"f": {"service": [{"id": 1, "a": 1e5, "b": 0.1 + 0.2, "c": 1e-3, "d": -0.0,
                                                                  "e": 123456789012345.6}]}}),
     "exponents in FieldSet form": doc({"f": {"service": [{"id": "1", "a b": 1e-05, "c": 1e22, "d": 5e-324}]}}),
@@ -188,7 +190,8 @@ def dumps(value, rng: random.Random, indent: str | None, depth: int = 0) -> str:
     sep = ", " if indent is None else ","
     if isinstance(value, tuple):  # a list
         return "[" + sep.join(pad + dumps(v, rng, indent, depth + 1) for v in value) + close + "]"
-    return "{" + sep.join(f"{pad}{dumps(k, rng, indent)}: {dumps(v, rng, indent, depth + 1)}" for k, v in value) + close + "}"
+    members = (f"{pad}{dumps(k, rng, indent)}: {dumps(v, rng, indent, depth + 1)}" for k, v in value)
+    return "{" + sep.join(members) + close + "}"
 
 
 PLAIN_KEYS = ["soc", "soh", "dc_voltage", "dc_current", "run", "stop", "fault", "AC_FREQ", "P.total", "v-1", "T1",
@@ -277,7 +280,8 @@ def document(rng: random.Random) -> bytes:
     header = [("site_id", site), ("timestamp", stamp), ("FieldDeviceLayer", 6)]
     layer = []
     for n in range(rng.randint(1, 4)):
-        services = tuple(obj(rng, rng.randint(0, 20), odd, nested, True, False, i + 1) for i in range(rng.randint(0, 3)))
+        services = tuple(obj(rng, rng.randint(0, 20), odd, nested, True, False, i + 1)
+                         for i in range(rng.randint(0, 3)))
         device = [("index", n + 1), ("Name", rng.choice(["Battery", "PV Equipment", "a,b=c", "ü", "", 5, None])),
                   ("component", [("Device1", "Rack")]), ("id", [("id1", "01")]),
                   ("service", services if rng.random() > 0.05 else (services[0] if services else services))]
