@@ -33,7 +33,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.parser import PATH, parse, to_lines  # noqa: E402
+from edge.parser import PATH, to_lines  # noqa: E402
+from edge.parser import parse as parse_message  # noqa: E402
 
 GO_PARSER_MSGS_PER_S = 176
 
@@ -92,7 +93,7 @@ def measure(name: str, corpus: list[bytes], ceiling_corpus: list[bytes], rounds:
           f"({parse / GO_PARSER_MSGS_PER_S:,.0f}x the pilot's Go parser)")
     print(f"  orjson decode   {decode:10,.0f} msgs/s (ceiling)")
     print(f"  ratio           {ratio:10.3f}")
-    fallbacks = sum(parse(raw).fallback is not None for raw in corpus)
+    fallbacks = sum(parse_message(raw).fallback is not None for raw in corpus)
     print(f"  fallback share  {fallbacks / len(corpus):10.1%} (to the pure parser; path {PATH})")
     return ratio
 
