@@ -161,7 +161,7 @@ def test_fallbacks_are_counted_by_reason():
     count_result(parse(FALLBACKS["list"][0]))
     with pytest.raises(ParseError) as caught:
         parse(FALLBACKS["nonexistent local time"][0], BERLIN)
-    count_error(caught.value)
+    count_error(caught.value.reason, caught.value.fallback)
     count_result(parse(SAMPLE))  # the compiled path: nothing counted
     assert (value("list"), value("time")) == (before_list + 1, before_time + 1)
 
