@@ -123,7 +123,6 @@ cdef struct Text:            # a name or id, unescaped: a span of the document o
 include "onepass_scan.pxi"
 include "onepass_values.pxi"
 
-
 # ---------------------------------------------------------------- the walk
 
 cdef class _Walk:
@@ -358,7 +357,6 @@ cdef class _Walk:
 # the points of a service element (its members, points of its own, the lines).
 include "onepass_header.pxi"
 include "onepass_points.pxi"
-
 
 # ---------------------------------------------------------------- entry point
 
