@@ -211,3 +211,21 @@ def test_sub_microsecond_time_is_refused_not_truncated():
     assert batch.column(0).to_pylist()[1].microsecond == 2
     with pytest.raises(schema.SchemaError):
         schema.record_batch(["time", "v"], [[1_001, 1.0]], s)
+
+
+def test_shard_split_is_a_stable_partition_of_the_sites():
+    from edge.archive.shard import Shard, parse_shard, shard_of
+
+    sites = [f"{i:06d}" for i in range(1000)]
+    for count in (1, 2, 3, 7):
+        shards = [Shard(i, count) for i in range(1, count + 1)]
+        # Every site in exactly one shard: together every window, never one twice.
+        assert all(sum(s.holds(site) for s in shards) == 1 for site in sites)
+        sizes = [sum(s.holds(site) for site in sites) for s in shards]
+        assert min(sizes) > 1000 / count * 0.8, sizes  # an even split, not one heavy archiver
+    # Stable across hosts and runs (SHA-256, not Python's salted hash()): pinned values.
+    assert [shard_of(s, 4) for s in ("000001", "000002", "000003")] == [1, 3, 4]
+    assert parse_shard("2/3") == Shard(2, 3) and parse_shard(None) is None
+    for bad in ("0/3", "4/3", "1", "a/b", "1/0", "-1/2"):
+        with pytest.raises(UsageError):
+            parse_shard(bad)

@@ -15,6 +15,9 @@ one measurement for one site in one policy, ``edge.archive.windows``) at a time
    and makes the run exit 6), seal the part in the manifest, ``DELETE`` exactly
    that window, mark it deleted (``edge.archive.retention``).
 
+A fleet splits the work by site (``--shard I/N``, ``edge.archive.shard``): each
+archiver plans every window, then keeps those of its sites.
+
 A run killed anywhere resumes with the next run: an upload that was verified is
 not repeated, a delete that did not happen is done, a half-written file is never
 under its final name. Without S3 the layout is the same on local disk and nothing
@@ -38,6 +41,7 @@ from edge.archive.dry_run import print_plan
 from edge.archive.export import InfluxArchiveSource, InfluxUnreachable
 from edge.archive.retention import wants_delete
 from edge.archive.scope import resolve_scope
+from edge.archive.shard import Shard, parse_shard
 from edge.archive.store import ArchiveStore, LocalStore, archive_store
 from edge.archive.summary import ArchiveSummary
 from edge.archive.window_work import DeleteRefused, StoreFailed, WindowWork, window_text
@@ -59,6 +63,7 @@ def archive(
     measurements: list[str] | None = None,
     all_policies: bool | None = None,
     include_today: bool = False,
+    shard: str | None = None,
     store: ArchiveStore | None = None,
     now: datetime | None = None,
     progress: bool | None = None,
@@ -72,6 +77,8 @@ def archive(
     delete unless ``archive.delete_without_s3``); ``keep`` wins over both.
     ``include_today`` lets in windows that are not complete yet (the current day).
     ``all_policies``: None follows ``archive.all_retention_policies``.
+    ``shard``: ``"I/N"``, only the sites of archiver I of N (``edge.archive.shard``);
+    None follows ``archive.shard``.
     Raises UsageError (range), NotFoundError (database, policy, measurement),
     UnreachableError (InfluxDB) and RefusedError (two policies, one table).
     """
@@ -79,6 +86,7 @@ def archive(
 
     log = log or structlog.get_logger().bind(service="archive")
     out = out or sys.stdout
+    split = parse_shard(settings.archive.shard if shard is None else shard)
     began = time.monotonic()
     start_ns, end_ns = archive_range(
         now or datetime.now(UTC),
@@ -100,7 +108,7 @@ def archive(
     try:
         scope = resolve_scope(source, settings, measurements, all_policies)
         work = WindowWork(settings, source, target, local, delete, log, scope)
-        windows = _planned_windows(work, start_ns, end_ns, summary, dry_run)
+        windows = _planned_windows(work, start_ns, end_ns, summary, dry_run, split)
         if dry_run:
             print_plan(work, windows, out)
             return summary
@@ -115,10 +123,11 @@ def archive(
 
 
 def _planned_windows(
-    work: WindowWork, start_ns: int | None, end_ns: int, summary: ArchiveSummary, dry_run: bool
+    work: WindowWork, start_ns: int | None, end_ns: int, summary: ArchiveSummary, dry_run: bool,
+    shard: Shard | None,
 ) -> list[Window]:
-    """The run's windows, counted in the summary and logged with what the run will do."""
-    windows = work.plan(start_ns, end_ns)
+    """The run's windows (this shard's), counted in the summary and logged with what the run will do."""
+    windows = [w for w in work.plan(start_ns, end_ns) if shard is None or shard.holds(w.site_id)]
     summary.windows = len(windows)
     work.log.info(
         "archive_planned",
@@ -128,6 +137,7 @@ def _planned_windows(
         store=work.store.name,
         delete=work.delete,
         dry_run=dry_run,
+        shard=shard.text() if shard else None,
     )
     return windows
 

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     when.add_argument("--all-policies", action="store_true", default=None,
                       help="archive every retention policy of the database, each under"
                            " <measurement>__<policy>/ (default: archive.all_retention_policies)")
+    when.add_argument("--shard", metavar="I/N",
+                      help="a fleet of N archivers: this one (I, 1-based) takes only the sites whose"
+                           " stable hash falls to it; two never take the same window (default: archive.shard)")
     parser.add_argument("--keep", action="store_true", help="archive and verify, but never delete from InfluxDB")
     parser.add_argument("--delete", action="store_true", help="delete verified windows even when archiving to local disk only")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
@@ -42,6 +45,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--older-than and --start/--end are exclusive")
     if args.older_than is not None and args.older_than < 0:
         raise UsageError(f"--older-than {args.older_than:g}: an age cannot be negative")
+    from edge.archive.shard import parse_shard
+
+    parse_shard(args.shard)  # a malformed I/N is refused before anything is read
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +86,7 @@ def _run(settings, args: argparse.Namespace, log, runtime) -> int:
         measurements=args.measurements,
         all_policies=args.all_policies,
         include_today=args.include_today,
+        shard=args.shard,
         log=log,
         runtime=runtime,
     )

@@ -259,6 +259,9 @@ class ArchiveOptions(_Section):
     # writes (``influxdb.retention_policy`` or the database's default); the others
     # go to ``<measurement>__<policy>/`` beside the measurement (``--all-policies``).
     all_retention_policies: bool = False
+    # A fleet: this archiver takes the sites whose stable hash falls to shard I of
+    # N ("I/N", 1-based; ``--shard``). None: every site.
+    shard: str | None = None
 
 
 class BridgeSettings(_ServiceSettings):
