@@ -78,7 +78,9 @@ class SyscallLog:
 
 def test_file_and_directories_are_synced_before_the_part_is_verified(influx_db, tmp_path, monkeypatch):
     calls = SyscallLog(monkeypatch)
-    summary = archive(_settings(influx_db, tmp_path), START, END, delete=True, progress=False)
+    # One worker: the system calls are observed in this process (a pool's workers
+    # run the same code: tests/test_archive_pool.py).
+    summary = archive(_settings(influx_db, tmp_path), START, END, delete=True, progress=False, workers=1)
     assert (summary.exported, summary.deleted, summary.failed) == (2, 2, 0), summary.failures
 
     root = (tmp_path / "archive").resolve()

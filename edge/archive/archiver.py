@@ -40,6 +40,7 @@ from edge.archive import metrics
 from edge.archive.dry_run import print_plan
 from edge.archive.export import InfluxArchiveSource, InfluxUnreachable
 from edge.archive.retention import wants_delete
+from edge.archive.pool import archive_in_pool, worker_count
 from edge.archive.scope import resolve_scope
 from edge.archive.shard import Shard, parse_shard
 from edge.archive.store import ArchiveStore, LocalStore, archive_store
@@ -64,6 +65,7 @@ def archive(
     all_policies: bool | None = None,
     include_today: bool = False,
     shard: str | None = None,
+    workers: int | None = None,
     store: ArchiveStore | None = None,
     now: datetime | None = None,
     progress: bool | None = None,
@@ -79,6 +81,9 @@ def archive(
     ``all_policies``: None follows ``archive.all_retention_policies``.
     ``shard``: ``"I/N"``, only the sites of archiver I of N (``edge.archive.shard``);
     None follows ``archive.shard``.
+    ``workers``: processes for phase 1 (``edge.archive.pool``); None follows
+    ``archive.workers`` (0: the cores). A ``store`` object given here lives in this
+    process: the run is then sequential.
     Raises UsageError (range), NotFoundError (database, policy, measurement),
     UnreachableError (InfluxDB) and RefusedError (two policies, one table).
     """
@@ -112,7 +117,8 @@ def archive(
         if dry_run:
             print_plan(work, windows, out)
             return summary
-        stopped = _archive_then_delete(work, windows, summary, runtime, progress, out)
+        count = 1 if store is not None else worker_count(settings.archive.workers if workers is None else workers)
+        stopped = _archive_then_delete(work, windows, summary, runtime, progress, out, count)
     finally:
         source.close()
         summary.seconds = time.monotonic() - began
@@ -143,11 +149,11 @@ def _planned_windows(
 
 
 def _archive_then_delete(
-    work: WindowWork, windows: list[Window], summary: ArchiveSummary, runtime, progress, out
+    work: WindowWork, windows: list[Window], summary: ArchiveSummary, runtime, progress, out, workers: int
 ) -> Exception | None:
     """Phase 1 for every window, then phase 2 only if nothing stopped the run;
     returns what stopped it, or None."""
-    to_delete, failed_keys, stopped = _archive_windows(work, windows, summary, runtime, progress, out)
+    to_delete, failed_keys, stopped = _archive_windows(work, windows, summary, runtime, progress, out, workers)
     if isinstance(stopped, StoreFailed) and to_delete:
         work.log.warning("archive_store_failed_nothing_deleted", pending=len(to_delete))
     if stopped is None:
@@ -155,7 +161,22 @@ def _archive_then_delete(
     return stopped
 
 
-def _archive_windows(work: WindowWork, windows: list[Window], summary: ArchiveSummary, runtime, progress, out):
+def _window_results(work: WindowWork, windows: list[Window], workers: int):
+    """``(window, index, summary, error, pid, peak RSS)`` per window as they finish:
+    in this process, or over a pool of ``workers`` processes."""
+    if workers > 1 and len(windows) > 1:
+        yield from archive_in_pool(work.settings, work.delete, work.scope, windows, min(workers, len(windows)))
+        return
+    for w in windows:
+        part = ArchiveSummary()
+        try:
+            yield w, work.archive_window(w, part), part, None, None, None
+        except Exception as exc:  # the loop decides what it stops
+            yield w, None, part, exc, None, None
+
+
+def _archive_windows(work: WindowWork, windows: list[Window], summary: ArchiveSummary, runtime, progress, out,
+                     workers: int = 1):
     """Phase 1: export, upload and verify every window.
 
     Returns the windows to delete, the delete keys of windows that failed, and
@@ -167,32 +188,34 @@ def _archive_windows(work: WindowWork, windows: list[Window], summary: ArchiveSu
     to_delete: list[tuple[Window, int]] = []
     failed_keys: set[tuple] = set()
     stopped: Exception | None = None
+    results = _window_results(work, windows, workers)
     with bar:
-        for done, w in enumerate(windows):
+        for done, (w, index, part, error, pid, peak) in enumerate(results):
             if runtime is not None:  # systemctl status shows where a long run is
                 runtime.alive()
-                runtime.status(f"archiving {w.label()} ({done + 1}/{len(windows)})")
+                runtime.status(f"archived {w.label()} ({done + 1}/{len(windows)})")
+            summary.absorb(part)
+            if pid is not None:
+                summary.worker_peak_rss[pid] = max(peak, summary.worker_peak_rss.get(pid, 0))
             metrics.progress(done, summary.rows, summary.failed)
-            try:
-                exported, skipped = summary.exported, summary.skipped
-                index = work.archive_window(w, summary)
-                if index is not None:
-                    to_delete.append((w, index))
-                if not show_bar:
-                    outcome = (
-                        "exported" if summary.exported > exported
-                        else "already archived" if summary.skipped > skipped or index is not None
-                        else "nothing in InfluxDB"
-                    )
-                    work.log.info("window", window=w.label(), outcome=outcome, rows_total=summary.rows,
-                                  bytes_total=summary.bytes)
-            except (StoreFailed, InfluxUnreachable) as exc:
-                summary.fail(w, exc, work.log)
-                stopped = exc
+            if isinstance(error, (StoreFailed, InfluxUnreachable)):
+                summary.fail(w, error, work.log)
+                stopped = error
+                results.close()
                 break
-            except Exception as exc:  # one bad window never stops the others
-                summary.fail(w, exc, work.log)
+            if error is not None:  # one bad window never stops the others
+                summary.fail(w, error, work.log)
                 failed_keys.add(w.delete_key)
+            elif index is not None:
+                to_delete.append((w, index))
+            if error is None and not show_bar:
+                outcome = (
+                    "exported" if part.exported
+                    else "already archived" if part.skipped or index is not None
+                    else "nothing in InfluxDB"
+                )
+                work.log.info("window", window=w.label(), outcome=outcome, rows_total=summary.rows,
+                              bytes_total=summary.bytes)
             bar.update(1)
             bar.set_postfix(rows=summary.rows, MB=round(summary.bytes / 1e6, 1), refresh=False)
     return to_delete, failed_keys, stopped

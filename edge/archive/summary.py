@@ -24,6 +24,14 @@ class ArchiveSummary:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    worker_peak_rss: dict[int, int] = field(default_factory=dict)  # worker pid -> peak RSS bytes (a pool)
+
+    _ADDED = ("exported", "consolidated", "skipped", "unchanged", "rows", "values", "bytes", "objects")
+
+    def absorb(self, window: ArchiveSummary) -> None:
+        """Add one window's figures (counted where it ran: here or in a worker)."""
+        for name in self._ADDED:
+            setattr(self, name, getattr(self, name) + getattr(window, name))
 
     def line(self) -> str:
         return (
@@ -36,7 +44,11 @@ class ArchiveSummary:
 
     def counts(self) -> dict[str, int | float]:
         """The figures, for the closing log line."""
-        return {k: v for k, v in vars(self).items() if k not in ("failures", "refusals")}
+        figures = {k: v for k, v in vars(self).items() if k not in ("failures", "refusals", "worker_peak_rss")}
+        if self.worker_peak_rss:
+            figures["workers"] = len(self.worker_peak_rss)
+            figures["worker_peak_rss_mb"] = round(max(self.worker_peak_rss.values()) / 1e6, 1)
+        return figures
 
     def fail(self, window: Window, exc: Exception, log) -> None:
         """A window failed: counted, named once in the failures, logged."""

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     when.add_argument("--shard", metavar="I/N",
                       help="a fleet of N archivers: this one (I, 1-based) takes only the sites whose"
                            " stable hash falls to it; two never take the same window (default: archive.shard)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="worker processes exporting windows side by side (default: archive.workers; 0: the cores)")
     parser.add_argument("--keep", action="store_true", help="archive and verify, but never delete from InfluxDB")
     parser.add_argument("--delete", action="store_true", help="delete verified windows even when archiving to local disk only")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
@@ -45,6 +47,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError("--older-than and --start/--end are exclusive")
     if args.older_than is not None and args.older_than < 0:
         raise UsageError(f"--older-than {args.older_than:g}: an age cannot be negative")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers {args.workers}: a count cannot be negative")
     from edge.archive.shard import parse_shard
 
     parse_shard(args.shard)  # a malformed I/N is refused before anything is read
@@ -87,6 +91,7 @@ def _run(settings, args: argparse.Namespace, log, runtime) -> int:
         all_policies=args.all_policies,
         include_today=args.include_today,
         shard=args.shard,
+        workers=args.workers,
         log=log,
         runtime=runtime,
     )

@@ -262,6 +262,8 @@ class ArchiveOptions(_Section):
     # A fleet: this archiver takes the sites whose stable hash falls to shard I of
     # N ("I/N", 1-based; ``--shard``). None: every site.
     shard: str | None = None
+    # Worker processes exporting windows side by side (0: the machine's cores).
+    workers: Annotated[int, Field(ge=0)] = 0
 
 
 class BridgeSettings(_ServiceSettings):
