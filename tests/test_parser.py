@@ -303,7 +303,7 @@ def test_unusual_keys_and_values_are_escaped_or_skipped(sample_bytes):
     assert conv.fields["with space"] == 1.5
     assert conv.fields["comma,key"] == 2.0
     assert conv.fields["eq=key"] is True
-    # InfluxDB refuses a field named time: it is stored as \time (edge.parser.names).
+    # InfluxDB refuses a field named time: it is stored as \time (edge.core.lineproto).
     assert "time" not in conv.fields and conv.fields["\\time"] == 3.0
     assert conv.fields["nested_list_0"] == 1.0 and conv.fields["nested_list_1"] == 2.0
     assert "nothing" not in conv.fields and "words" not in conv.fields

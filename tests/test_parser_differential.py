@@ -25,7 +25,7 @@ from tests.test_parser_influxdb import stored_points, write
 
 # ---------------------------------------------------------------- the independent walk
 
-_SPECIAL_AFTER_BACKSLASH = {"measurement": ', ="', "tag": "", "field": ", ="}
+_SPECIAL_AFTER_BACKSLASH = {"measurement": ', ="', "tag": " ", "field": ", ="}
 _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f", "\x00": "\\0"}
 
 

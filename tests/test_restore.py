@@ -21,7 +21,8 @@ from edge.archive.s3 import S3Store
 from edge.core.errors import NotFoundError, RefusedError
 from edge.ops.restore import restore
 from edge.runtime.progress import span_text
-from edge.ops.restore_lines import bodies, escape_key, line_array, value_count
+from edge.core import lineproto
+from edge.ops.restore_lines import bodies, line_array, value_count
 from edge.archive.layout import parse_part_key
 from edge.archive.restore_parts import fields_of
 from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
@@ -57,7 +58,10 @@ def test_null_tags_and_fields_are_left_out_and_rows_without_fields_dropped():
     assert line_array(t, "m", None, ["f", "g"]).to_pylist() == ["m,device=x f=1.5 1000", "m,device=z g=2.5 3000"]
     assert value_count(t, ["f", "g"]) == 2
     assert fields_of(t.schema) == {"f", "g"}
-    assert escape_key("a b,c=d") == "a\\ b\\,c\\=d" and escape_key("a b,c=d", measurement=True) == "a\\ b\\,c=d"
+    assert lineproto.quote("a b,c=d", lineproto.TAG) == "a\\ b\\,c\\=d"
+    assert lineproto.quote("a b,c=d", lineproto.MEASUREMENT) == "a\\ b\\,c=d"
+    # A field key's quote is escaped as the parser writes it: InfluxDB unescapes it there.
+    assert lineproto.quote('a"b', lineproto.FIELD) == 'a\\"b'
 
 
 def test_bodies_are_newline_joined_batches():

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from devtools import services as dev_services
 from edge.archive.archiver import archive
-from edge.influx.errors import Outcome
+from edge.influx.answers import Outcome
 from edge.influx.client import InfluxClient
 from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings
 from tests.support.certs import make_pki

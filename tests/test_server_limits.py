@@ -19,7 +19,7 @@ import pytest
 
 from devtools import services as dev_services
 from edge.core.dlq import header_map
-from edge.influx.errors import SERVER_LIMITS, server_limit
+from edge.influx.answers import SERVER_LIMITS, server_limit
 from edge.kafka.topics import ensure_topics
 from edge.config.settings import KafkaSettings
 from tests.support.influx import query

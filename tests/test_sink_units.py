@@ -9,16 +9,8 @@ import uuid
 import pytest
 
 from edge.sink.batch import BatchLimits, body_is_clean, record_problem, split_bad_records, take_counts, write_due
-from edge.influx.errors import (
-    Outcome,
-    classify,
-    dropped_count,
-    error_message,
-    find_rejected,
-    line_fields,
-    type_conflict,
-    unparsable_lines,
-)
+from edge.influx.answers import Outcome, classify, dropped_count, error_message, type_conflict, unparsable_lines
+from edge.influx.rejected import find_rejected
 from edge.influx.client import InfluxClient
 from edge.config.settings import InfluxSettings
 from edge.core.backoff import Backoff
@@ -87,13 +79,6 @@ def test_influx_messages_are_read():
     assert dropped_count(msg) == 3
     named = unparsable_lines("unable to parse 'a b': invalid field format\nunable to parse 'it's': bad")
     assert set(named) == {"a b", "it's"}
-
-
-def test_line_fields_honour_escapes_and_quotes():
-    line = r'my\ meas,device=PV\ Equipment,k=a\=b f\ 1=1.5,b=true,i=3i,u=4u,s="x, y=z" 1'
-    measurement, fields = line_fields(line)
-    assert measurement == "my meas"
-    assert fields == {"f 1": "float", "b": "boolean", "i": "integer", "u": "unsigned", "s": "string"}
 
 
 def test_backoff_is_capped_exponential():

@@ -20,7 +20,7 @@ from edge.archive import influxql
 from edge.archive.windows import Window
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.client import InfluxClient
-from edge.influx.errors import error_message
+from edge.influx.answers import error_message
 from edge.core.failures import socket_reason
 from edge.config.settings import InfluxSettings
 

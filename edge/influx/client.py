@@ -8,7 +8,7 @@ refused" (the client turns both into exceptions and retries on its own, blocking
 and the archive streams chunked MessagePack, which the client would buffer whole.
 
 - ``write`` and ``query`` (statements that change something) never raise for a
-  server or network problem: they return a ``WriteResult`` (``edge.influx.errors``)
+  server or network problem: they return a ``WriteResult`` (``edge.influx.answers``)
   for the caller to act on.
 - ``statement`` and ``stream`` (reads) return the HTTP answer for the caller to
   read and raise ``requests``' exceptions: the archive turns them into operator
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import requests
 
-from edge.influx.errors import Outcome, WriteResult, classify, error_message
+from edge.influx.answers import Outcome, WriteResult, classify, error_message
 from edge.config.settings import InfluxSettings
 
 

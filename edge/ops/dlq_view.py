@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from edge.core import lineproto
 from edge.core.dlq import DeadLetter, Header
 from edge.core.errors import UsageError
 from edge.parser.site_activity import site_of_raw, site_of_series_key
@@ -66,27 +67,13 @@ def one_line(text: str, width: int) -> str:
 # ---------------------------------------------------------------- site
 
 
-def _series_key(line: bytes) -> bytes:
-    """The series key of a line-protocol line: up to the first unescaped space."""
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if c == 0x5C:
-            i += 2
-            continue
-        if c == 0x20:
-            return line[:i]
-        i += 1
-    return line
-
-
 def site_of(letter: Letter) -> str | None:
     """The site a dead letter is about, where its body tells."""
     stage = letter.dead_letter.stage
     if stage == "parser":
         return site_of_raw(letter.value)
     if stage == "sink" and letter.value:
-        return site_of_series_key(_series_key(letter.value))
+        return site_of_series_key(lineproto.series_key(letter.value))
     return None
 
 

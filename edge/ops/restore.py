@@ -30,7 +30,7 @@ from edge.archive.store import ArchiveStore, Source, archive_store
 from edge.config.settings import ArchiveSettings
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
 from edge.influx.client import InfluxClient
-from edge.influx.errors import Outcome
+from edge.influx.answers import Outcome
 from edge.ops.restore_lines import bodies, line_array, value_count
 from edge.runtime.progress import progress_bar, span_text
 

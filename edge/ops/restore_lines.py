@@ -7,13 +7,14 @@ becomes one line, built column by column with Arrow compute (no Python loop per
 value):
 
 - floats in their shortest round-trip form (``31`` is still a float: no ``i``),
-  integers with ``i``, booleans ``true``/``false``, strings quoted with ``\\`` and
-  ``"`` escaped (InfluxDB 1.x unescapes exactly those two inside a string field);
-- tag keys and values, field keys: ``,`` ``=`` and space escaped; measurement:
-  ``,`` and space. InfluxDB 1.x unescapes only these, so a backslash elsewhere is
-  written as it is and read back as it was. (The ``influxdb`` package's
-  ``make_lines`` doubles every backslash in tags and turns newlines inside string
-  fields into ``\\n``: both change the value.)
+  integers with ``i``, booleans ``true``/``false``, strings quoted with
+  ``edge.core.lineproto``'s string escapes (``\\`` and ``"``: InfluxDB 1.x unescapes
+  exactly those two inside a string field);
+- names as InfluxDB stored them, quoted by ``edge.core.lineproto.quote`` (the same
+  escapes the parser writes: a backslash elsewhere is written as it is and read
+  back as it was). (The ``influxdb`` package's ``make_lines`` doubles every
+  backslash in tags and turns newlines inside string fields into ``\\n``: both
+  change the value.)
 - a null tag is left out of the series key, a null field out of the field set (as
   InfluxDB stored them); tags are written sorted, ``site_id`` among them.
 """
@@ -25,20 +26,14 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from edge.core import lineproto
+
 TIME_COLUMN = "time"
 
-_KEY_ESCAPES = (("\\,", ","), ("\\=", "="), ("\\ ", " "))
-
-
-def escape_key(text: str, measurement: bool = False) -> str:
-    """A measurement, tag key/value or field key as line protocol writes it."""
-    text = text.replace(",", "\\,").replace(" ", "\\ ")
-    return text if measurement else text.replace("=", "\\=")
-
-
 def _escape_column(values: pa.Array) -> pa.Array:
-    for pattern, plain in _KEY_ESCAPES:
-        values = pc.replace_substring(values, plain, pattern)
+    """``lineproto.quote`` of tag values, over a column."""
+    for plain, escaped in lineproto.ESCAPED[lineproto.TAG].items():
+        values = pc.replace_substring(values, plain, escaped)
     return values
 
 
@@ -63,8 +58,9 @@ def _field_text(values: pa.Array) -> pa.Array:
     if pa.types.is_integer(kind):
         return _concat(pc.cast(values, pa.string()), "i")
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        quoted = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
-        return _concat('"', quoted, '"')
+        for plain, escaped in lineproto.STRING_ESCAPES:
+            values = pc.replace_substring(values, plain, escaped)
+        return _concat('"', values, '"')
     raise ValueError(f"field type {kind} has no line-protocol form")
 
 
@@ -77,13 +73,13 @@ def line_array(
     tags = {n: batch.column(n) for n in names if n not in field_set}
     if site_id is not None:
         tags["site_id"] = pa.nulls(batch.num_rows, pa.string()).fill_null(site_id)
-    series = [escape_key(measurement, measurement=True)]
+    series = [lineproto.quote(measurement, lineproto.MEASUREMENT)]
     for key in sorted(tags):
         values = tags[key]
         if not pa.types.is_string(values.type):
             values = pc.cast(values, pa.string())
-        series.append(_optional("," + escape_key(key) + "=", _escape_column(values)))
-    pieces = [_optional("," + escape_key(name) + "=", _field_text(batch.column(name)))
+        series.append(_optional("," + lineproto.quote(key, lineproto.TAG) + "=", _escape_column(values)))
+    pieces = [_optional("," + lineproto.quote(name, lineproto.FIELD) + "=", _field_text(batch.column(name)))
               for name in sorted(field_set & set(names))]
     if not pieces:
         return pa.array([], pa.string())

@@ -9,7 +9,7 @@ call it): :func:`parse`, :func:`to_lines`, :class:`ParseError`, :class:`ParseRes
 - the data model (``edge.parser.points``): one point per service element, lists
   and deeper objects flattened, objects in lists points of their own, duplicate
   series within a message kept once and reported;
-- names (``edge.parser.names``): what InfluxDB stores for each name;
+- names (``edge.core.lineproto``): what InfluxDB stores for each name;
 - time (``edge.parser.times``): ``header.timestamp`` in the site's zone,
   daylight-saving fall-back resolved by the receive time, the spring-forward gap a
   ParseError with reason ``nonexistent_local_time``;
@@ -26,7 +26,7 @@ timestamp or FieldDeviceLayer raises ``ParseError`` (never a point at time 0).
 
 from __future__ import annotations
 
-from edge.parser import names
+from edge.core import lineproto
 from edge.parser.decode import decode
 from edge.parser.errors import ParseError, ParseResult
 from edge.parser.points import LayerWalk, json_type
@@ -89,7 +89,7 @@ def parse_pure(raw: bytes, zones: TimeZones = UTC_ONLY, received_at_ns: int | No
     layer = doc.get("FieldDeviceLayer")
     if layer.__class__ is not dict:
         raise ParseError(f"FieldDeviceLayer missing or not an object (got {json_type(layer)})")
-    site_tag = names.tag(site)
+    site_tag = lineproto.tag(site)
     if site_tag is None:
         raise ParseError(f"header.site_id {site!r:.60} cannot be stored as an InfluxDB tag")
 

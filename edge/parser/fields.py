@@ -18,7 +18,7 @@ import re
 
 import orjson
 
-from edge.parser import names
+from edge.core import lineproto
 
 SCALARS = frozenset((float, int, bool))
 
@@ -107,7 +107,7 @@ def list_field_keys(name: str, count: int) -> list[bytes | None]:
     """Escaped field keys ``<name>_0`` .. ``<name>_<count-1>`` (None: not storable)."""
     keys = _list_keys.get(name)
     if keys is None or len(keys) < count:
-        keys = [names.field_key(f"{name}_{i}") for i in range(count)]
+        keys = [lineproto.field_key(f"{name}_{i}") for i in range(count)]
         if len(_list_keys) < 10_000:
             _list_keys[name] = keys
     return keys
@@ -131,7 +131,7 @@ class FieldSet:
     def add(self, name: str, value: object, source: tuple) -> str | None:
         """Add one reading. None when it was added (or dropped as NaN/infinite),
         else why it cannot be stored."""
-        key = names.field_key(name)
+        key = lineproto.field_key(name)
         if key is None:
             return f"field name {name!r:.60} cannot be stored in InfluxDB"
         if key in self.values:

@@ -21,7 +21,7 @@ and the same time.
 
 Nothing numeric or boolean is dropped silently. What cannot be stored is named in
 ``ParseResult.problems`` with its JSON path and counted in ``unusable_readings``:
-a name InfluxDB cannot store (``edge.parser.names``), two readings whose names
+a name InfluxDB cannot store (``edge.core.lineproto``), two readings whose names
 InfluxDB would store as one field of the same point (the name written directly in
 the object wins over a flattened one; otherwise the first in document order), and
 anything nested deeper than ``MAX_DEPTH`` levels. Two points of one message with
@@ -35,7 +35,7 @@ from __future__ import annotations
 import bisect
 import json
 
-from edge.parser import names
+from edge.core import lineproto
 from edge.parser.fields import (
     SCALARS,
     FieldSet,
@@ -76,12 +76,12 @@ class LayerWalk:
             elif services.__class__ is not list:
                 self.problem((field_key, "service"), f"missing or not a list ({json_type(services)})")
                 continue
-            measurement = names.measurement(field_key) if field_key else None
+            measurement = lineproto.measurement(field_key) if field_key else None
             if measurement is None:
                 self.unusable((field_key,), services, "the entry's name cannot be a measurement name")
                 continue
             name = device.get("Name")
-            device_tag = names.tag(name) if name.__class__ is str else None
+            device_tag = lineproto.tag(name) if name.__class__ is str else None
             self.device(field_key, measurement, device_tag, services)
 
     def device(self, field_key: str, measurement: bytes, device_tag: bytes | None, services: list) -> None:
@@ -116,7 +116,7 @@ class LayerWalk:
         strings, nulls, unusual names."""
         id_key = "id" if "id" in element else ("index" if "index" in element else None)
         service_id = identifier(element[id_key]) if id_key else None
-        service_tag = names.tag(service_id) if service_id is not None else None
+        service_tag = lineproto.tag(service_id) if service_id is not None else None
         if service_tag is None:
             service_tag, id_key = str(position).encode(), None
         keys = [_SERVICE_ID, _SITE_ID]
@@ -166,7 +166,7 @@ class LayerWalk:
             return
         index = item.get("index")
         own = identifier(index)
-        own_tag = names.tag(own) if own is not None else None
+        own_tag = lineproto.tag(own) if own is not None else None
         id_key = "index" if own_tag is not None else None
         if own_tag is None:
             own_tag = str(position).encode()
@@ -309,7 +309,7 @@ def _child_names(base: str, path: str) -> tuple[bytes, bytes]:
     """(measurement, index tag key) of the points of their own at ``path``."""
     found = _child_names_cache.get((base, path))
     if found is None:
-        found = (names.measurement(f"{base}_{path}"), names.tag(f"{path}_index"))
+        found = (lineproto.measurement(f"{base}_{path}"), lineproto.tag(f"{path}_index"))
         if len(_child_names_cache) < 10_000:
             _child_names_cache[(base, path)] = found
     return found

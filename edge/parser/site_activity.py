@@ -27,6 +27,8 @@ from collections.abc import Callable
 import orjson
 from prometheus_client import Counter, Gauge
 
+from edge.core import lineproto
+
 SITE_LAST_SEEN = Gauge(
     "edge_parser_site_last_seen_timestamp_seconds",
     "Unix time the parser last handled a message of this site",
@@ -34,29 +36,9 @@ SITE_LAST_SEEN = Gauge(
 )
 SITE_MESSAGES = Counter("edge_parser_site_messages", "Raw messages handled, per site", ["site_id"])
 
-_SITE_TAG = b",site_id="
-
-
 def site_of_series_key(key: bytes) -> str | None:
     """The ``site_id`` tag of a line-protocol series key, unescaped; None if absent."""
-    at = key.find(_SITE_TAG)
-    if at < 0:
-        return None
-    start = at + len(_SITE_TAG)
-    end = start
-    n = len(key)
-    while end < n:
-        c = key[end]
-        if c == 0x5C:  # backslash: the next byte is escaped
-            end += 2
-            continue
-        if c == 0x2C:  # unescaped comma: the next tag
-            break
-        end += 1
-    value = key[start:end]
-    if b"\\" in value:
-        value = value.replace(b"\\,", b",").replace(b"\\ ", b" ").replace(b"\\=", b"=")
-    return value.decode("utf-8", "replace")
+    return lineproto.tag_value(key, b"site_id")
 
 
 def site_of_raw(raw: bytes | None) -> str | None:

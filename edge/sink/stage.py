@@ -31,7 +31,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from edge.core.backoff import Backoff
 from edge.runtime.supervision import ServiceRuntime, start_service
-from edge.influx.errors import Outcome, WriteResult, server_limit
+from edge.influx.answers import Outcome, WriteResult, server_limit
 from edge.influx.client import InfluxClient
 from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import DeadLetters, StageProducer

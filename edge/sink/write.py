@@ -2,7 +2,7 @@
 
 Splits off records that are not line protocol (``bad_record``), creates the
 database on first use when allowed, writes, and on a 400 finds the refused lines
-(``edge.influx.errors.find_rejected``) so the rest is stored and the refused ones
+(``edge.influx.rejected.find_rejected``) so the rest is stored and the refused ones
 go to the DLQ (``influx_rejected``). Touches no state shared with the main thread
 except the ``DatabaseGate``, whose flag only ever goes from False to True.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import Histogram
 
-from edge.influx.errors import Outcome, RetryLater, WriteResult, find_rejected
+from edge.influx.answers import Outcome, WriteResult
+from edge.influx.rejected import RetryLater, find_rejected
 from edge.influx.client import InfluxClient
 from edge.sink.batch import body_is_clean, split_bad_records
 from edge.sink.write_pool import WriteRequest

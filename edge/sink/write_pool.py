@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge.influx.errors import Outcome, WriteResult
+from edge.influx.answers import Outcome, WriteResult
 from edge.influx.client import InfluxClient
 from edge.sink.batch import PartitionBuffer
 
