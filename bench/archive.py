@@ -16,12 +16,19 @@ days, and prints:
 
 Targets: >= 1,000,000 values/s; output <= 0.7x input; peak RSS <= 300 MB and flat
 (all days within 30 MB of one day). Exits 1 when a target is missed.
+
+    .venv/bin/python -m bench.archive [--rows N]
+
+``--rows N`` loads every k-th row only (N in all, every day kept): a smoke run.
+Then only "every value archived" is judged; the figures are printed, the
+size-dependent targets are not judged.
 Needs the local InfluxDB (``make services-up``). ``--keep`` so both runs read the
 same data; the delete itself is covered by the tests.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -32,8 +39,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.harness import ROOT, quiet_log, timed
+
 DATA = ROOT / "bench" / "data" / "field6-evcharger-service1.parquet"
 TAGS = "device=EV\\ Charger\\ 1,service_id=1,site_id=000001"
 
@@ -44,8 +51,9 @@ def influx_url() -> str:
     return InfluxSettings().url
 
 
-def load(db: str) -> int:
-    """The file's rows as field6 points; returns the number of field values."""
+def load(db: str, rows: int | None = None) -> int:
+    """The file's rows (or ``rows`` of them, evenly spaced) as field6 points;
+    returns the number of field values."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -54,6 +62,8 @@ def load(db: str) -> int:
     url = influx_url()
     requests.post(f"{url}/query", params={"q": f'CREATE DATABASE "{db}"'}).raise_for_status()
     table = pq.read_table(DATA)
+    if rows is not None and rows < table.num_rows:
+        table = table.take(list(range(0, table.num_rows, -(-table.num_rows // rows))))
     seconds = pc.cast(pc.strptime(table["time"], format="%Y-%m-%dT%H:%M:%SZ", unit="s"), pa.int64()).to_pylist()
     names = [n for n in table.column_names if n != "time"]
     columns = [pc.cast(table[n], pa.float64()).to_pylist() for n in names]
@@ -77,20 +87,6 @@ def load(db: str) -> int:
     return values
 
 
-def _timed(module, name: str, spent: dict[str, float]) -> None:
-    """Wrap ``module.name`` so the seconds spent in it add up in ``spent[name]``."""
-    real = getattr(module, name)
-
-    def timed(*args, **kwargs):
-        began = time.perf_counter()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
-
-    setattr(module, name, timed)
-
-
 def child(db: str, start: str, end: str, out_dir: str) -> None:
     """One archive run; prints its summary and this process's peak RSS as JSON."""
     from edge.archive import parquet_file
@@ -98,8 +94,8 @@ def child(db: str, start: str, end: str, out_dir: str) -> None:
     from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
 
     spent: dict[str, float] = {}
-    _timed(parquet_file, "replace_durably", spent)  # fsync file, rename, fsync directory
-    _timed(parquet_file, "read_back", spent)  # drop cache, SHA-256, decode every value
+    timed(parquet_file, "replace_durably", spent)  # fsync file, rename, fsync directory
+    timed(parquet_file, "read_back", spent)  # drop cache, SHA-256, decode every value
 
     settings = ArchiveSettings(
         influxdb=InfluxSettings(database=db),
@@ -113,7 +109,7 @@ def child(db: str, start: str, end: str, out_dir: str) -> None:
         datetime.fromisoformat(end).replace(tzinfo=UTC),
         keep=True,
         progress=False,
-        log=_quiet_log(),
+        log=quiet_log(40),
     )
     elapsed = time.perf_counter() - began
     peak_kb = peak_rss_kb()
@@ -132,17 +128,10 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _quiet_log():
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    return structlog.get_logger()
-
-
 def run_child(db: str, start: str, end: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as out_dir:
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", db, start, end, out_dir],
+            [sys.executable, "-m", "bench.archive", "--child", db, start, end, out_dir],
             capture_output=True, text=True, check=False, cwd=ROOT,
         )
         if proc.returncode != 0:
@@ -153,10 +142,13 @@ def run_child(db: str, start: str, end: str) -> dict:
 def main() -> int:
     import requests
 
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=None, help="load only N of the file's rows, evenly spaced (smoke run)")
+    args = ap.parse_args()
     db = f"bench_archive_{os.getpid()}"
     try:
         t0 = time.perf_counter()
-        loaded = load(db)
+        loaded = load(db, args.rows)
         print(f"loaded {loaded:,} field values into InfluxDB database {db} in {time.perf_counter() - t0:.1f}s")
         one = run_child(db, "2023-06-30", "2023-07-01")
         every = run_child(db, "2023-06-29", "2023-07-06")
@@ -166,6 +158,7 @@ def main() -> int:
     rate = every["values"] / every["seconds"]
     ratio = every["bytes"] / input_bytes
     flat = every["peak_rss_mb"] - one["peak_rss_mb"]
+    judged = args.rows is None
     checks = {
         "values/s >= 1,000,000": rate >= 1_000_000,
         "output <= 0.7x input": ratio <= 0.7,
@@ -182,7 +175,12 @@ def main() -> int:
     print(f"durability (all days): fsync {every['fsync_seconds']:.2f}s, read back from disk"
           f" {every['read_back_seconds']:.2f}s = {durable / every['seconds']:.0%} of the run")
     for name, ok in checks.items():
-        print(f"  {'ok  ' if ok else 'MISS'} {name}")
+        if judged or name == "every value archived":
+            print(f"  {'ok  ' if ok else 'MISS'} {name}")
+        else:
+            print(f"  ---- {name} (not judged at --rows {args.rows})")
+    if not judged:
+        return 0 if checks["every value archived"] else 1
     return 0 if all(checks.values()) else 1
 
 

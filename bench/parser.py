@@ -1,6 +1,6 @@
 """Parser throughput against orjson's decode-only ceiling, measured interleaved.
 
-    .venv/bin/python bench/parser.py [--messages 2000] [--rounds 7]
+    .venv/bin/python -m bench.parser [--messages 2000] [--rounds 7]
 
 Prints msgs/s and points/s of edge.parser.to_lines over (1) a jittered corpus in
 the gateway's format (pretty-printed JSON, distinct sites and timestamps, values
@@ -26,15 +26,12 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from edge.parser import PATH, to_lines  # noqa: E402
-from edge.parser import parse as parse_message  # noqa: E402
+from bench.harness import ROOT
+from edge.parser import PATH, to_lines
+from edge.parser import parse as parse_message
 
 GO_PARSER_MSGS_PER_S = 176
 

@@ -1,12 +1,12 @@
 """Benchmark (e) child: Quix Streams' ``InfluxDB1Sink`` draining a topic into InfluxDB.
 
 Runs inside the bench-only venv (``bench/requirements-quix.txt``), started by
-``bench/pipeline.py``; it does not import ``edge``. The topic holds the same points
+``bench.pipeline.quix``; it does not import ``edge``. The topic holds the same points
 as the parsed topic, as the JSON dicts InfluxDB1Sink takes (``_m`` measurement,
 ``_t`` epoch milliseconds, tags, fields). Prints one JSON line when ``--expect``
 points were written: the times of the first and last writes, and the counts.
 
-    python bench/quix_influx1_sink.py --broker 127.0.0.1:19092 --topic T --database D \
+    python -m bench.quix_influx1_sink --broker 127.0.0.1:19092 --topic T --database D \
         --influx-port 18086 --expect N
 """
 

@@ -14,7 +14,7 @@ and consumer groups, default settings: static group membership, 6 s session):
 3. at the end, the count in InfluxDB must be exactly 17 points per published
    message (nothing lost, nothing doubled).
 
-Usage: ``.venv/bin/python bench/recovery.py [--rate 50]``.
+Usage: ``.venv/bin/python -m bench.recovery [--rate 50] [--steady-s 5]``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,10 @@ import threading
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from devtools import services as dev_services  # noqa: E402
-from pipeline import POINTS_PER_MESSAGE, Path3, say  # noqa: E402
+from bench.harness import POINTS_PER_MESSAGE, say
+from bench.pipeline.path import Path3
+from devtools import services as dev_services
 
 # The restarted service's own "I delivered" counter.
 OUTPUT_COUNTER = {"bridge": "edge_bridge_acked_total", "parse": "edge_parser_points_total",

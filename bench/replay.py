@@ -1,9 +1,9 @@
-"""``edge replay`` throughput against the parser's own rate (bench/parser.py).
+"""``edge replay`` throughput against the parser's own rate (bench.parser).
 
-    .venv/bin/python bench/replay.py [--messages 20000]
+    .venv/bin/python -m bench.replay [--messages 20000]
 
 Preloads a fresh raw topic on the local broker (tansu, ``make services-up``) with
-jittered gateway messages (bench/parser.py's corpus), then replays all of them
+jittered gateway messages (bench.parser's corpus), then replays all of them
 into the parsed topic (read, parse, produce, every delivery acknowledged) and
 prints msgs/s and points/s next to ``edge.parser.to_lines`` alone over the same
 messages in the same process: the replay's cost beyond parsing is Kafka I/O.
@@ -13,31 +13,21 @@ The topics are deleted afterwards.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
-from confluent_kafka import Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
-
-from edge.core.lifecycle import StopSignal  # noqa: E402
-from edge.kafka.topics import ensure_topics, topic_names  # noqa: E402
-from edge.ops.replay import Replay, ReplayShell, survey  # noqa: E402
-from edge.ops.replay_plan import Plan, Window  # noqa: E402
-from edge.parser import to_lines  # noqa: E402
-from edge.config.settings import KafkaSettings, ParserSettings  # noqa: E402
-
-
-def _parser_bench():
-    spec = importlib.util.spec_from_file_location("bench_parser", ROOT / "bench" / "parser.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench.harness import ROOT, quiet_log
+from bench.parser import jittered_corpus
+from edge.config.settings import KafkaSettings, ParserSettings
+from edge.core.lifecycle import StopSignal
+from edge.kafka.topics import ensure_topics, topic_names
+from edge.ops.replay import Replay, ReplayShell, survey
+from edge.ops.replay_plan import Plan, Window
+from edge.parser import to_lines
 
 
 def preload(kafka: KafkaSettings, corpus: list[bytes], ts_ms: int) -> None:
@@ -57,11 +47,9 @@ def main() -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--messages", type=int, default=20_000)
     opts = args.parse_args()
-    import structlog
-
-    bench_parser = _parser_bench()
+    log = quiet_log().bind(service="replay")
     sample = (ROOT / "sample" / "sample.json").read_bytes()
-    corpus = bench_parser.jittered_corpus(sample, opts.messages)
+    corpus = jittered_corpus(sample, opts.messages)
     points_per_msg = len(to_lines(corpus[0]))
 
     began = time.perf_counter()
@@ -75,8 +63,6 @@ def main() -> int:
         now_ms = int(time.time() * 1000)
         preload(kafka, corpus, now_ms)
         settings = ParserSettings(kafka=kafka)
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings and up only
-        log = structlog.get_logger().bind(service="replay")
         shell = ReplayShell(settings, f"{kafka.topic_prefix}.replay", StopSignal(), log)
         try:
             window = Window(now_ms - 1, now_ms + 1)

@@ -1,9 +1,9 @@
 """``edge restore`` throughput: real pilot telemetry archived, then restored.
 
-    .venv/bin/python bench/restore.py
+    .venv/bin/python -m bench.restore [--rows N]
 
 Loads ``bench/data/field6-evcharger-service1.parquet`` into its own InfluxDB
-database (bench/archive.py's loader), archives every day to a temporary local
+database (bench.archive's loader), archives every day to a temporary local
 archive (``--keep``), restores all of it into a second database, and prints field
 values restored per second (read Parquet, encode line protocol, write, every
 request answered 2xx), then checks the restored database's value count equals the
@@ -13,31 +13,22 @@ dropped afterwards.
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import os
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import requests
 
-import requests  # noqa: E402
-
-from edge.archive.archiver import archive  # noqa: E402
-from edge.ops.restore import restore  # noqa: E402
-from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings  # noqa: E402
+from bench import archive as bench_archive
+from bench.harness import quiet_log
+from edge.archive.archiver import archive
+from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
+from edge.ops.restore import restore
 
 START, END = datetime(2023, 6, 29, tzinfo=UTC), datetime(2023, 7, 6, tzinfo=UTC)
-
-
-def _archive_bench():
-    spec = importlib.util.spec_from_file_location("bench_archive", ROOT / "bench" / "archive.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def count_values(url: str, db: str) -> int:
@@ -48,13 +39,15 @@ def count_values(url: str, db: str) -> int:
 
 
 def main() -> int:
-    bench_archive = _archive_bench()
-    log = bench_archive._quiet_log()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=None, help="load only the file's first N rows (default: all)")
+    args = ap.parse_args()
+    log = quiet_log(40)
     url = InfluxSettings().url
     live, into = f"bench_restore_{os.getpid()}", f"bench_restore_{os.getpid()}_into"
     try:
         t0 = time.perf_counter()
-        loaded = bench_archive.load(live)
+        loaded = bench_archive.load(live, args.rows)
         print(f"loaded {loaded:,} field values into {live} in {time.perf_counter() - t0:.1f}s")
         with tempfile.TemporaryDirectory(prefix="bench-restore-") as directory:
             settings = ArchiveSettings(influxdb=InfluxSettings(database=live),

@@ -1,6 +1,6 @@
 """``systemd-analyze security`` exposure of each shipped unit (lower is safer, 0-10).
 
-    .venv/bin/python bench/systemd_security.py [--details]
+    .venv/bin/python -m bench.systemd_security [--details]
 
 Prints one line per service unit: ``<unit> <exposure> <verdict>``, then, with
 ``--details``, each check the unit does not pass. Reads the units offline
@@ -18,7 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-UNITS = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+from bench.harness import ROOT
+
+UNITS = ROOT / "deploy" / "systemd"
 LONG_RUNNING = ("edge-bridge.service", "edge-parser.service", "edge-sink.service")
 TARGET = 2.0
 _OVERALL = re.compile(r"Overall exposure level for (\S+): ([0-9.]+) (\S+)")

@@ -2,7 +2,7 @@
 
 - ``systemd-analyze verify`` passes on every installed unit (and does flag a broken
   one, so the check can fail);
-- ``systemd-analyze security --offline`` exposure (bench/systemd_security.py) is
+- ``systemd-analyze security --offline`` exposure (bench.systemd_security) is
   <= 2.0 for each long-running unit: a property of the unit text;
 - the properties the services rely on (Type=notify, watchdog, stop timeout above
   the 10 s graceful bound, credentials not in the text, distinct metrics ports);

@@ -85,7 +85,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, *, serv
         "partition.assignment.strategy": "cooperative-sticky",
         # How long a fetch may wait for data. Apache Kafka answers a waiting fetch as
         # soon as data arrives; tansu waits the whole time, which was most of the
-        # publish-to-queryable latency (bench/pipeline.py (d)). 100 ms costs an idle
+        # publish-to-queryable latency (bench.pipeline (d)). 100 ms costs an idle
         # consumer ten empty fetches a second.
         "fetch.wait.max.ms": 100,
         "session.timeout.ms": kafka.session_timeout_ms,
