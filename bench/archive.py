@@ -12,14 +12,23 @@ days, and prints:
   window: data is streamed in chunks of ``archive.chunk_rows``);
 - what durability costs: seconds in fsync (file, rename, directory) and in reading
   each file back from the disk (cached pages dropped, every value decoded), and
-  their share of the run.
+  their share of the run;
+- side by side in the same run, InfluxDB's own read of the same windows (the same
+  chunked MessagePack ``SELECT *``, bytes read and dropped) with 1, 2 and 4
+  readers, and the archive with 1, 2 and 4 worker processes: the rate of each and
+  the ratio archive / InfluxDB's read at the same concurrency (issue 19's target:
+  >= 0.7), with the peak RSS of each worker;
+- the DELETE of one window (one site, one day) at 100 and at 1,000 synthetic
+  sites of the pipeline's shape: median and p95 milliseconds.
 
 Targets: >= 1,000,000 values/s; output <= 0.7x input; peak RSS <= 300 MB and flat
-(all days within 30 MB of one day). Exits 1 when a target is missed.
+(all days within 30 MB of one day); the archive >= 0.7x InfluxDB's own read. Exits 1
+when a target is missed.
 
     .venv/bin/python -m bench.archive [--rows N]
 
-``--rows N`` loads every k-th row only (N in all, every day kept): a smoke run.
+``--rows N`` loads every k-th row only (N in all, every day kept): a smoke run
+(the DELETE timing then at 5 and 10 sites).
 Then only "every value archived" is judged; the figures are printed, the
 size-dependent targets are not judged.
 Needs the local InfluxDB (``make services-up``). ``--keep`` so both runs read the
@@ -87,7 +96,78 @@ def load(db: str, rows: int | None = None) -> int:
     return values
 
 
-def child(db: str, start: str, end: str, out_dir: str) -> None:
+def influx_read(db: str, start: str, end: str, readers: int) -> dict:
+    """InfluxDB's own read of the windows the archive exports: the same chunked
+    MessagePack ``SELECT *`` per window, ``readers`` at once, bytes read and dropped."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date, timedelta
+
+    from edge.archive import influxql
+    from edge.archive.export import InfluxArchiveSource
+    from edge.archive.windows import Window
+    from edge.config.settings import ArchiveOptions, InfluxSettings
+
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    days = [first + timedelta(days=i) for i in range((last - first).days)]
+    chunk = ArchiveOptions().chunk_rows
+
+    def read(day) -> int:
+        source = InfluxArchiveSource(InfluxSettings(database=db))
+        window = Window("field6", day, "000001", "autogen")
+        try:
+            with source.client.stream(influxql.select_window(db, window), chunk) as resp:
+                resp.raise_for_status()
+                return sum(len(b) for b in resp.raw.stream(1 << 20, decode_content=True))
+        finally:
+            source.close()
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(readers) as pool:
+        size = sum(pool.map(read, days))
+    return {"seconds": time.perf_counter() - began, "bytes": size}
+
+
+def delete_times(sites: int) -> dict:
+    """Milliseconds per window DELETE (one site, one day) in a database of ``sites``
+    synthetic sites of the pipeline's shape: 4 devices a site, 12 float fields,
+    one point a minute over two days; the first day of every site is deleted."""
+    import statistics
+
+    import requests
+
+    from edge.archive.export import InfluxArchiveSource
+    from edge.archive.windows import Window, day_start_ns
+    from edge.config.settings import InfluxSettings
+    from datetime import date
+
+    url, db = influx_url(), f"bench_delete_{sites}_{os.getpid()}"
+    requests.post(f"{url}/query", params={"q": f'CREATE DATABASE "{db}"'}).raise_for_status()
+    days = [date(2024, 5, 1), date(2024, 5, 2)]
+    session = requests.Session()
+    try:
+        fields = ",".join(f"f{j}={{v}}" for j in range(12))
+        points = 0
+        for s in range(sites):
+            batch = [f"field6,device=d{d},service_id=1,site_id={s:06d} " + fields.format(v=f"{m}.5")
+                     + f" {day_start_ns(day) + m * 60_000_000_000}"
+                     for day in days for d in range(4) for m in range(0, 1440, 10)]
+            session.post(f"{url}/write", params={"db": db}, data="\n".join(batch).encode()).raise_for_status()
+            points += len(batch)
+        source = InfluxArchiveSource(InfluxSettings(database=db))
+        spent = []
+        for s in range(sites):
+            began = time.perf_counter()
+            source.delete(Window("field6", days[0], f"{s:06d}", "autogen"))
+            spent.append((time.perf_counter() - began) * 1000)
+        source.close()
+        spent.sort()
+        return {"sites": sites, "series": sites * 4, "points": points, "median_ms": statistics.median(spent),
+                "p95_ms": spent[int(len(spent) * 0.95) - 1]}
+    finally:
+        requests.post(f"{url}/query", params={"q": f'DROP DATABASE "{db}"'})
+
+
+def child(db: str, start: str, end: str, out_dir: str, workers: str = "1") -> None:
     """One archive run; prints its summary and this process's peak RSS as JSON."""
     from edge.archive import parquet_file
     from edge.archive.archiver import archive
@@ -109,6 +189,7 @@ def child(db: str, start: str, end: str, out_dir: str) -> None:
         datetime.fromisoformat(end).replace(tzinfo=UTC),
         keep=True,
         progress=False,
+        workers=int(workers),
         log=quiet_log(40),
     )
     elapsed = time.perf_counter() - began
@@ -116,7 +197,8 @@ def child(db: str, start: str, end: str, out_dir: str) -> None:
     print(json.dumps({"values": summary.values, "rows": summary.rows, "bytes": summary.bytes,
                       "failed": summary.failed, "seconds": elapsed, "peak_rss_mb": peak_kb / 1024,
                       "fsync_seconds": spent.get("replace_durably", 0.0),
-                      "read_back_seconds": spent.get("read_back", 0.0)}))
+                      "read_back_seconds": spent.get("read_back", 0.0),
+                      "worker_peak_rss_mb": sorted(round(v / 1e6) for v in summary.worker_peak_rss.values())}))
 
 
 def peak_rss_kb() -> int:
@@ -128,10 +210,10 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_child(db: str, start: str, end: str) -> dict:
+def run_child(db: str, start: str, end: str, workers: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as out_dir:
         proc = subprocess.run(
-            [sys.executable, "-m", "bench.archive", "--child", db, start, end, out_dir],
+            [sys.executable, "-m", "bench.archive", "--child", db, start, end, out_dir, str(workers)],
             capture_output=True, text=True, check=False, cwd=ROOT,
         )
         if proc.returncode != 0:
@@ -152,6 +234,11 @@ def main() -> int:
         print(f"loaded {loaded:,} field values into InfluxDB database {db} in {time.perf_counter() - t0:.1f}s")
         one = run_child(db, "2023-06-30", "2023-07-01")
         every = run_child(db, "2023-06-29", "2023-07-06")
+        side_by_side = []
+        for n in (1, 2, 4):  # InfluxDB's read and the archive, in turn, at the same concurrency
+            read = influx_read(db, "2023-06-29", "2023-07-06", n)
+            done = every if n == 1 else run_child(db, "2023-06-29", "2023-07-06", n)
+            side_by_side.append((n, read, done))
     finally:
         requests.post(f"{influx_url()}/query", params={"q": f'DROP DATABASE "{db}"'})
     input_bytes = DATA.stat().st_size
@@ -174,6 +261,20 @@ def main() -> int:
     durable = every["fsync_seconds"] + every["read_back_seconds"]
     print(f"durability (all days): fsync {every['fsync_seconds']:.2f}s, read back from disk"
           f" {every['read_back_seconds']:.2f}s = {durable / every['seconds']:.0%} of the run")
+    print("side by side, all days (InfluxDB's read: the same chunked MessagePack SELECT *, bytes dropped):")
+    for n, read, done in side_by_side:
+        ceiling = loaded / read["seconds"]
+        archived = done["values"] / done["seconds"]
+        rss = done["worker_peak_rss_mb"] or [round(done["peak_rss_mb"])]
+        print(f"  {n} worker(s): archive {archived:,.0f} values/s; InfluxDB read {ceiling:,.0f} values/s"
+              f" ({read['bytes'] / 1e6:.0f} MB in {read['seconds']:.2f}s); ratio {archived / ceiling:.2f};"
+              f" peak RSS per worker {rss} MB")
+    best = max(done["values"] / done["seconds"] / (loaded / read["seconds"]) for _, read, done in side_by_side)
+    checks["archive >= 0.7x InfluxDB's own read (best of 1, 2, 4 workers)"] = best >= 0.7
+    for sites in (100, 1000) if judged else (5, 10):
+        d = delete_times(sites)
+        print(f"DELETE one window at {d['sites']:,} sites ({d['series']:,} series, {d['points']:,} points):"
+              f" median {d['median_ms']:.1f} ms, p95 {d['p95_ms']:.1f} ms")
     for name, ok in checks.items():
         if judged or name == "every value archived":
             print(f"  {'ok  ' if ok else 'MISS'} {name}")
@@ -185,7 +286,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+    if len(sys.argv) in (6, 7) and sys.argv[1] == "--child":
         child(*sys.argv[2:])
         sys.exit(0)
     sys.exit(main())

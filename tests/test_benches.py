@@ -44,7 +44,9 @@ FIGURES = {
     "replay": [rf"to_lines alone\s+{NUMBER} msgs/s", rf"edge replay\s+{NUMBER} msgs/s\s+{NUMBER} points/s",
                rf"ratio\s+{NUMBER} of the parser's rate"],
     "archive": [rf"archive all days: .* = {NUMBER} field values/s", r"peak RSS: 1 day .* MB; all days .* MB",
-                r"durability \(all days\): fsync", r"ok\s+every value archived"],
+                r"durability \(all days\): fsync", r"ok\s+every value archived",
+                rf"4 worker\(s\): archive {NUMBER} values/s; InfluxDB read {NUMBER} values/s .*; ratio {NUMBER};"
+                r" peak RSS per worker \[", rf"DELETE one window at 10 sites .* median {NUMBER} ms"],
     "restore": [rf"restore: {NUMBER} points, {NUMBER} values in {NUMBER}s = {NUMBER} values/s",
                 r"read back: .* \(equal to the original\)"],
     "recovery": [r"first start ready in [\d.]+ s"]

@@ -9,8 +9,10 @@ as one run's is (chunks of ``archive.chunk_rows``, row groups of
 ``archive.row_group_rows``; a consolidation holds one site-day); a worker is
 replaced after ``TASKS_PER_WORKER`` windows so an allocator's high-water mark
 does not stay, and each reports its peak RSS (``ArchiveSummary.worker_peak_rss``).
-Workers die with the parent (Linux: ``PR_SET_PDEATHSIG``), so a killed run never
-leaves a worker exporting a window the next run takes too.
+Workers are spawned (a forkserver's workers would keep it, and themselves, alive)
+and die with the parent (Linux: ``PR_SET_PDEATHSIG``, and a worker whose parent
+is already gone when it starts exits), so a killed run never leaves a worker
+exporting a window the next run takes too.
 """
 
 from __future__ import annotations
@@ -37,17 +39,21 @@ def worker_count(configured: int) -> int:
     return configured or os.cpu_count() or 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this worker when the archiver dies; exit now if it already has
+    (it may die while the worker is still starting)."""
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
-def _start(values: dict, delete: bool, scope: Scope) -> None:
+def _start(parent: int, values: dict, delete: bool, scope: Scope) -> None:
     global _work
-    _die_with_parent()
+    _die_with_parent(parent)
     settings = ArchiveSettings.model_validate(values)  # the parent's settings, not re-read
     from edge.archive.export import InfluxArchiveSource
     from edge.archive.store import LocalStore, archive_store
@@ -87,8 +93,10 @@ def _picklable(exc: Exception) -> bool:
 def archive_in_pool(settings: ArchiveSettings, delete: bool, scope: Scope, windows: list[Window], workers: int):
     """Yield ``(window, index, summary, error)`` as windows finish; the caller may
     stop early (``close()`` the generator): windows not started are not started."""
-    context = get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(settings.model_dump(), delete, scope),
+    # spawn, not forkserver: a forkserver's workers are its children and keep it
+    # alive, so they would outlive a killed archiver; spawned ones die with it.
+    context = get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(os.getpid(), settings.model_dump(), delete, scope),
                              max_tasks_per_child=TASKS_PER_WORKER) as pool:
         pending = {}
         queue = list(reversed(windows))
