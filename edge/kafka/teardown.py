@@ -105,25 +105,27 @@ def plan(kafka: KafkaSettings) -> Teardown:
     return teardown_plan(topic_names(kafka), existing, _groups(admin))
 
 
+def _settle(futures: dict, kind: str, done: list[str], refused: list[str]) -> None:
+    """Wait for each deletion the admin client started; file it as done or refused."""
+    for name, future in futures.items():
+        try:
+            future.result(TIMEOUT_S)
+            done.append(f"{kind} {name}: deleted")
+        except KafkaException as exc:
+            refused.append(f"{kind} {name}: {exc.args[0].str()}")
+
+
 def delete(kafka: KafkaSettings, teardown: Teardown) -> list[str]:
     """Delete the plan's groups, then its topics; one line per thing deleted.
     Raises UnreachableError naming what the broker refused (the rest is done)."""
     admin = AdminClient(admin_config(kafka, "edge-topics"))
-    done, refused = [], []
+    done: list[str] = []
+    refused: list[str] = []
     if teardown.groups:
-        for group, future in admin.delete_consumer_groups(list(teardown.groups), request_timeout=TIMEOUT_S).items():
-            try:
-                future.result(TIMEOUT_S)
-                done.append(f"consumer group {group}: deleted")
-            except KafkaException as exc:
-                refused.append(f"group {group}: {exc.args[0].str()}")
+        futures = admin.delete_consumer_groups(list(teardown.groups), request_timeout=TIMEOUT_S)
+        _settle(futures, "consumer group", done, refused)
     if teardown.topics:
-        for topic, future in admin.delete_topics(list(teardown.topics), request_timeout=TIMEOUT_S).items():
-            try:
-                future.result(TIMEOUT_S)
-                done.append(f"topic {topic}: deleted")
-            except KafkaException as exc:
-                refused.append(f"topic {topic}: {exc.args[0].str()}")
+        _settle(admin.delete_topics(list(teardown.topics), request_timeout=TIMEOUT_S), "topic", done, refused)
     if refused:
         raise UnreachableError(f"kafka refused to delete {'; '.join(refused)} (deleted: {len(done)})")
     return done
