@@ -55,7 +55,7 @@ def bench_whole_path(seconds: float, sites: int, preload: int) -> dict:
     return {"points_per_s": points_per_s, "cpu": cpu}
 
 
-def bench_latency(seconds: float, rate: float = 100.0) -> dict:
+def bench_latency(seconds: float, rate: float = 100.0, poll_s: float = 0.01) -> dict:
     """Publish at ``rate`` msgs/s; a message is queryable when its 17 points answer."""
     from edge.bridge import amqp as amqp_client
     from edge.config.settings import SimulatorSettings
@@ -73,7 +73,11 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     amqp_client.declare_queue(channel, amqp)
     channel.confirm_delivery()
     ready_s = path.wait_ready()
-    poller = threading.Thread(target=_poll_queryable, args=(path.influx, start, published, seen, done), daemon=True)
+    idle = path.cpu().start()
+    time.sleep(min(10.0, seconds / 3))  # no traffic: what the services' waits cost when nothing flows
+    idle.stop()
+    poller = threading.Thread(target=_poll_queryable, args=(path.influx, start, published, seen, done, poll_s),
+                              daemon=True)
     poller.start()
     cpu = path.cpu().start()
     try:
@@ -94,11 +98,12 @@ def bench_latency(seconds: float, rate: float = 100.0) -> dict:
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     say(f"  (d) latency at {rate:.0f} msgs/s over {seconds:.0f}s: p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms "
         f"({len(latencies)} messages, {missing} not queryable within 30 s of the last publish; "
-        f"measured by polling every 50 ms, publishing once every service was ready)")
+        f"measured by polling every {poll_s * 1000:.0f} ms, publishing once every service was ready)")
     first_s = min(seen.values()) - path.started_at if seen else float("nan")
     say(f"      start to ready: {ready_s:.1f} s (bridge connected, parser and sink assigned); "
         f"start to first point queryable: {first_s:.1f} s")
     say(f"      {cpu.line()}")
+    say(f"      idle, before publishing: {idle.line()[5:]}")
     return {"p50": p50, "p99": p99, "missing": missing, "ready_s": ready_s, "first_s": first_s}
 
 
@@ -121,8 +126,8 @@ def _publish_steadily(
 
 
 def _poll_queryable(influx: Influx, start: datetime, published: dict[int, float], seen: dict[int, float],
-                    done: threading.Event) -> None:
-    """Every 50 ms until ``done``: note in ``seen`` when each published timestamp first
+                    done: threading.Event, poll_s: float) -> None:
+    """Every ``poll_s`` until ``done``: note in ``seen`` when each published timestamp first
     has all of its points in InfluxDB (querying from the oldest one still pending)."""
     lo = int(start.timestamp() * 1e9)
     while not done.is_set():
@@ -137,6 +142,7 @@ def _poll_queryable(influx: Influx, start: datetime, published: dict[int, float]
         for ts, n in counts.items():
             if n >= POINTS_PER_MESSAGE and ts not in seen:
                 seen[ts] = now
-        pending = [ts for ts in published if ts not in seen]
-        lo = min(pending) if pending else (max(published) + 1 if published else lo)
-        time.sleep(0.05)
+        sent = list(published)  # the publisher adds to it meanwhile
+        pending = [ts for ts in sent if ts not in seen]
+        lo = min(pending) if pending else (max(sent) + 1 if sent else lo)
+        time.sleep(poll_s)
