@@ -12,7 +12,14 @@ and consumer groups, default settings: static group membership, 6 s session):
    until the restarted service delivers again (its own counter on its metrics
    endpoint) and until InfluxDB's count grows again with what it delivered;
 3. at the end, the count in InfluxDB must be exactly 17 points per published
-   message (nothing lost, nothing doubled).
+   message (nothing lost, nothing doubled);
+4. the floor under 2: a bare consumer (``bench/bare_member.py``: the services'
+   consumer settings, no stage code) killed and restarted the same way, as a
+   static member (what the services are) and as a dynamic one, printing the
+   seconds from the restart until the broker hands the partitions back. On
+   tansu a static member's join takes about 6 s whatever the session timeout (it
+   holds JoinGroup and SyncGroup about 3 s each); Apache Kafka answers a known
+   static member's rejoin at once with its old assignment (KIP-345), no rebalance.
 
 Usage: ``.venv/bin/python -m bench.recovery [--rate 50] [--steady-s 5]``.
 """
@@ -23,6 +30,8 @@ import argparse
 import os
 import signal
 import socket
+import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -102,12 +111,67 @@ def crash_and_restart(path: Path3, name: str) -> tuple[float, float]:
     return delivers, time.monotonic() - restarted_at
 
 
+def bare_member_rejoins(instance: str, session_ms: int | None, restarts: int = 3) -> tuple[float, list[float]]:
+    """Seconds to the first assignment, and after each kill -9 + restart, of a bare
+    consumer alone in a fresh group on a fresh 6-partition topic."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from edge.config.settings import KafkaSettings
+
+    tag = os.urandom(4).hex()
+    topic = f"bench_bare_{tag}"
+    admin = AdminClient({"bootstrap.servers": KafkaSettings().bootstrap_servers})
+    for future in admin.create_topics([NewTopic(topic, 6, 1)]).values():
+        future.result(30)
+    argv = [sys.executable, str(Path(__file__).resolve().with_name("bare_member.py")), topic, f"bench-bare-{tag}",
+            "--instance", instance]
+    if session_ms:
+        argv += ["--session-ms", str(session_ms)]
+
+    def start() -> tuple[subprocess.Popen, float]:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()  # "assigned <s> <n>"
+        if not line.startswith("assigned"):
+            proc.kill()
+            raise SystemExit(f"recovery bench: the bare member never got its partitions ({line!r})")
+        return proc, time.monotonic() - t0
+
+    proc, first = start()
+    rejoins = []
+    try:
+        for _ in range(restarts):
+            time.sleep(1.0)
+            proc.kill()
+            proc.wait(10)
+            proc, seconds = start()
+            rejoins.append(seconds)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        admin.delete_topics([topic])
+    return first, rejoins
+
+
+def say_bare_floor() -> None:
+    for label, instance, session_ms in (("static, 6 s session (the services)", "bare-member", None),
+                                        ("static, 1 s session", "bare-member", 1000),
+                                        ("dynamic, 6 s session", "", None)):
+        first, rejoins = bare_member_rejoins(instance, session_ms)
+        say(f"  bare consumer, {label}: first join {first:.1f} s; kill -9 + restart to partitions back: "
+            f"{', '.join(f'{s:.1f}' for s in rejoins)} s (median {statistics.median(rejoins):.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50.0, help="messages per second while crashing")
     parser.add_argument("--steady-s", type=float, default=5.0, help="seconds of flow between crashes")
+    parser.add_argument("--skip-bare", action="store_true", help="skip the bare consumer's floor (4)")
     args = parser.parse_args(argv)
     dev_services.up()
+    if not args.skip_bare:
+        say("the broker's floor: a bare consumer (bench/bare_member.py) killed and restarted")
+        say_bare_floor()
     path = Path3("recovery")
     path.env["EDGE_METRICS__ENABLED"] = "true"
     path.start()
