@@ -54,7 +54,9 @@ def producer_config(kafka: KafkaSettings, client_id: str, **extra: Any) -> dict[
     conf: dict[str, Any] = {
         "logger": librdkafka_logger(),  # librdkafka's lines as rate-limited log events
         "client.id": client_id,
-        "linger.ms": 5,
+        # A record waits at most this long for others to share its request: at field
+        # rates batches are small anyway, and each hop's linger is latency.
+        "linger.ms": 1,
         "compression.type": "lz4",
         # A record not delivered within this time fails its delivery report, and the
         # caller hands the input back (nack / no commit) instead of waiting forever.
@@ -84,10 +86,12 @@ def consumer_config(kafka: KafkaSettings, group_id: str, client_id: str, *, serv
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         # How long a fetch may wait for data. Apache Kafka answers a waiting fetch as
-        # soon as data arrives; tansu waits the whole time, which was most of the
-        # publish-to-queryable latency (bench.pipeline (d)). 100 ms costs an idle
-        # consumer ten empty fetches a second.
-        "fetch.wait.max.ms": 100,
+        # soon as data arrives; tansu holds it for the whole wait, so on tansu this is
+        # added to each hop of the publish-to-queryable latency (bench.pipeline
+        # (d)). 10 ms costs an idle consumer a hundred empty fetches a second (the
+        # README's Benchmarks give the CPU). On Apache Kafka a longer wait costs no
+        # latency: set "fetch.wait.max.ms" = 500 under [kafka.client] there.
+        "fetch.wait.max.ms": 10,
         "session.timeout.ms": kafka.session_timeout_ms,
         "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
     }
