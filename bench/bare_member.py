@@ -1,7 +1,7 @@
-"""A bare consumer-group member for bench/recovery.py: the services' consumer
+"""A bare consumer-group member for ``bench.recovery``: the services' consumer
 settings (``edge.kafka.config.consumer_config``) and nothing of the stages.
 
-    python bench/bare_member.py TOPIC GROUP [--instance ID] [--session-ms MS]
+    python -m bench.bare_member TOPIC GROUP [--instance ID] [--session-ms MS]
 
 Prints one line, ``assigned <seconds since start> <partitions>``, when the group
 hands it its partitions, then polls until killed. What its restart costs is what
@@ -10,13 +10,11 @@ the broker's group protocol costs: the floor under the services' recovery.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from pathlib import Path
 
-T0 = time.monotonic()
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+T0 = time.monotonic()  # before the imports: a restart's cost includes them
+
+import argparse  # noqa: E402
 
 from confluent_kafka import Consumer  # noqa: E402
 

@@ -13,7 +13,7 @@ and consumer groups, default settings: static group membership, 6 s session):
    endpoint) and until InfluxDB's count grows again with what it delivered;
 3. at the end, the count in InfluxDB must be exactly 17 points per published
    message (nothing lost, nothing doubled);
-4. the floor under 2: a bare consumer (``bench/bare_member.py``: the services'
+4. the floor under 2: a bare consumer (``bench.bare_member``: the services'
    consumer settings, no stage code) killed and restarted the same way, as a
    static member (what the services are) and as a dynamic one, printing the
    seconds from the restart until the broker hands the partitions back. On
@@ -36,9 +36,10 @@ import sys
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-from bench.harness import POINTS_PER_MESSAGE, say
+from bench.harness import POINTS_PER_MESSAGE, ROOT, say
 from bench.pipeline.path import Path3
 from devtools import services as dev_services
 
@@ -111,7 +112,7 @@ def crash_and_restart(path: Path3, name: str) -> tuple[float, float]:
     return delivers, time.monotonic() - restarted_at
 
 
-def bare_member_rejoins(instance: str, session_ms: int | None, restarts: int = 3) -> tuple[float, list[float]]:
+def bare_member_rejoins(instance: str, session_ms: int | None, restarts: int = 2) -> tuple[float, list[float]]:
     """Seconds to the first assignment, and after each kill -9 + restart, of a bare
     consumer alone in a fresh group on a fresh 6-partition topic."""
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -123,14 +124,13 @@ def bare_member_rejoins(instance: str, session_ms: int | None, restarts: int = 3
     admin = AdminClient({"bootstrap.servers": KafkaSettings().bootstrap_servers})
     for future in admin.create_topics([NewTopic(topic, 6, 1)]).values():
         future.result(30)
-    argv = [sys.executable, str(Path(__file__).resolve().with_name("bare_member.py")), topic, f"bench-bare-{tag}",
-            "--instance", instance]
+    argv = [sys.executable, "-m", "bench.bare_member", topic, f"bench-bare-{tag}", "--instance", instance]
     if session_ms:
         argv += ["--session-ms", str(session_ms)]
 
     def start() -> tuple[subprocess.Popen, float]:
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         line = proc.stdout.readline()  # "assigned <s> <n>"
         if not line.startswith("assigned"):
             proc.kill()
@@ -153,11 +153,17 @@ def bare_member_rejoins(instance: str, session_ms: int | None, restarts: int = 3
     return first, rejoins
 
 
+BARE_MEMBERS = {"static, 6 s session (the services)": ("bare-member", None),
+                "static, 1 s session": ("bare-member", 1000),
+                "dynamic, 6 s session": ("", None)}
+
+
 def say_bare_floor() -> None:
-    for label, instance, session_ms in (("static, 6 s session (the services)", "bare-member", None),
-                                        ("static, 1 s session", "bare-member", 1000),
-                                        ("dynamic, 6 s session", "", None)):
-        first, rejoins = bare_member_rejoins(instance, session_ms)
+    """The three kinds of member side by side (each alone in its own group)."""
+    with ThreadPoolExecutor(len(BARE_MEMBERS)) as pool:
+        futures = {label: pool.submit(bare_member_rejoins, *args) for label, args in BARE_MEMBERS.items()}
+    for label, future in futures.items():
+        first, rejoins = future.result()
         say(f"  bare consumer, {label}: first join {first:.1f} s; kill -9 + restart to partitions back: "
             f"{', '.join(f'{s:.1f}' for s in rejoins)} s (median {statistics.median(rejoins):.1f})")
 
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dev_services.up()
     if not args.skip_bare:
-        say("the broker's floor: a bare consumer (bench/bare_member.py) killed and restarted")
+        say("the broker's floor: a bare consumer (bench.bare_member) killed and restarted")
         say_bare_floor()
     path = Path3("recovery")
     path.env["EDGE_METRICS__ENABLED"] = "true"
