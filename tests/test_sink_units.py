@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from edge.sink.batch import BatchLimits, body_is_clean, record_problem, split_bad_records, take_counts, write_due
+from edge.sink.batch import (BatchLimits, PartitionBuffer, body_is_clean, record_problem, request_counts,
+                             split_bad_records, take_counts, write_due)
 from edge.influx.answers import Outcome, classify, dropped_count, error_message, type_conflict, unparsable_lines
 from edge.influx.rejected import find_rejected
 from edge.influx.client import InfluxClient
@@ -33,6 +34,20 @@ def test_one_request_never_exceeds_lines_or_bytes():
     # a single record over the byte bound still goes, alone
     assert take_counts([[500, 1]], LIMITS) == [1]
     assert take_counts([[], [1]], LIMITS) == [0, 1]
+
+
+def test_a_request_across_partitions_takes_what_take_counts_says():
+    """request_counts skips the per-record look for buffers that fit whole; the
+    counts and bytes must still be take_counts' to the record."""
+    rng = random.Random(21)
+    for _ in range(2000):
+        limits = BatchLimits(max_lines=rng.randint(1, 12), max_bytes=rng.randint(5, 200), max_age_s=1.0)
+        sizes = [[rng.randint(1, 60) for _ in range(rng.randint(0, 8))] for _ in range(rng.randint(1, 6))]
+        buffers = [PartitionBuffer(p, [b"x" * n for n in part], sum(part)) for p, part in enumerate(sizes)]
+        want = take_counts(sizes, limits)
+        got = request_counts(buffers, limits)
+        assert [n for n, _ in got] == want[:len(got)] and not any(want[len(got):]), (sizes, limits)
+        assert [nbytes for _, nbytes in got] == [sum(part[:n]) for part, (n, _) in zip(sizes, got)]
 
 
 def test_clean_body_check_matches_per_record_check():

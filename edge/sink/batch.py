@@ -68,6 +68,33 @@ def take_counts(sizes: Sequence[Sequence[int]], limits: BatchLimits) -> list[int
     return counts
 
 
+def request_counts(buffers: Sequence[PartitionBuffer], limits: BatchLimits) -> list[tuple[int, int]]:
+    """(records, bytes) to take from the head of each buffer, in order, for one
+    request across partitions: what ``take_counts`` gives, but a buffer that fits
+    whole is taken without looking at its records (the hot path under load)."""
+    taken: list[tuple[int, int]] = []
+    lines = 0
+    total = 0  # bytes with a newline each
+    for buf in buffers:
+        held = buf.records
+        if lines + len(held) <= limits.max_lines and total + buf.nbytes + len(held) <= limits.max_bytes:
+            n, nbytes = len(held), buf.nbytes
+        else:
+            n = nbytes = 0
+            for msg in held:
+                size = len(msg)
+                if lines + n >= limits.max_lines or (lines + n and total + nbytes + n + size + 1 > limits.max_bytes):
+                    break
+                n += 1
+                nbytes += size
+        taken.append((n, nbytes))
+        lines += n
+        total += nbytes + n
+        if n < len(held):
+            break  # the request is full
+    return taken
+
+
 def body_is_clean(body: bytes, lines: int) -> bool:
     """True when ``body`` (the values joined by newlines) holds ``lines`` usable lines.
 

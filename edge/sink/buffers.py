@@ -102,18 +102,17 @@ class SinkBuffers:
     def submitted(self, buf: PartitionBuffer, lines: int, nbytes: int) -> None:
         self._writing[id(buf)] = (lines, nbytes)
 
-    def put_back(self, request, now: float) -> None:
-        """A request that did not succeed: its records go back to the front."""
-        buf = request.buffer
+    def put_back(self, buf: PartitionBuffer, records: list, nbytes: int, now: float) -> None:
+        """Records of a request that did not succeed go back to the front."""
         self._writing.pop(id(buf), None)
-        buf.records[:0] = request.records
-        buf.nbytes += request.nbytes
+        buf.records[:0] = records
+        buf.nbytes += nbytes
         buf.oldest_at = buf.oldest_at or now
 
-    def written(self, request) -> None:
-        self._writing.pop(id(request.buffer), None)
-        self.lines -= len(request.records)
-        self.nbytes -= request.nbytes
+    def written(self, buf: PartitionBuffer, lines: int, nbytes: int) -> None:
+        self._writing.pop(id(buf), None)
+        self.lines -= lines
+        self.nbytes -= nbytes
         BUFFERED_LINES.set(self.lines)
 
     # ------------------------------------------------------------ pause

@@ -3,12 +3,16 @@
 The sink's own protocol; consuming, committing, rebalancing and stopping are
 ``edge.kafka.runner``'s. Records (value = one line-protocol line) are held per
 partition and written in batches bounded by lines, bytes and age
-(``edge.sink.batch``), one request per partition, by ``write_concurrency``
-worker threads (``edge.sink.write_pool``; at most one request per partition in
-flight, so positions only move forward) while the main thread keeps consuming.
+(``edge.sink.batch``), by ``write_concurrency`` worker threads
+(``edge.sink.write_pool``) while the main thread keeps consuming. One request
+takes the held records of every partition that has no request in flight (at
+most one per partition, so positions only move forward), oldest first: at field
+rates a message's points spread over most partitions, and one request for all of
+them is queryable at once instead of after the slowest of six. Under load a
+request fills from one partition and the writers share the partitions.
 After a batch (``edge.sink.write``):
 
-- 2xx: the partition's position (last written + 1) may be committed.
+- 2xx: each partition's position (its last written + 1) may be committed.
 - 400: the refused lines go to ``<prefix>.dlq`` (reason ``influx_rejected``,
   InfluxDB's message, source offset); the rest is stored; the position moves once
   the DLQ acknowledged.
@@ -37,7 +41,7 @@ from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import DeadLetters, StageProducer
 from edge.kafka.runner import StageRunner
 from edge.config.settings import SinkSettings
-from edge.sink.batch import BatchLimits, PartitionBuffer, take_counts, write_due
+from edge.sink.batch import BatchLimits, PartitionBuffer, request_counts, write_due
 from edge.sink.buffers import SinkBuffers
 from edge.sink.write import DatabaseGate, perform_write
 from edge.sink.write_pool import WritePool, WriteRequest
@@ -142,54 +146,68 @@ class SinkStage:
     # ------------------------------------------------------------ requests
 
     def _submit_due(self, now: float, *, everything: bool = False) -> None:
-        """Hand due partitions' records to free writers, one request per partition;
-        while InfluxDB is failing, one probe request once the backoff has elapsed."""
+        """Hand due records to free writers, one request across every partition
+        that has none in flight; while InfluxDB is failing, one probe request once
+        the backoff has elapsed."""
         if self.failing is not None:
             if now < self.retry_at or self.pool.in_flight:
                 return
             budget = 1
         else:
             budget = self.pool.free
-        for buf in self.buffers.oldest_first(now):
-            if budget <= 0:
+        while budget > 0:
+            free = [b for b in self.buffers.oldest_first(now) if b.records and not self.buffers.is_writing(b)]
+            if not free or not (everything or self._due(free, now)):
                 return
-            if not buf.records or self.buffers.is_writing(buf):
-                continue
-            if not everything and not write_due(len(buf.records), buf.nbytes, buf.oldest_at, now, self.limits):
-                continue
-            self._submit(buf, now)
+            self._submit(free, now)
             budget -= 1
 
-    def _submit(self, buf: PartitionBuffer, now: float) -> None:
-        if len(buf.records) <= self.limits.max_lines and buf.nbytes + len(buf.records) <= self.limits.max_bytes:
-            n, nbytes = len(buf.records), buf.nbytes
-        else:
-            n = take_counts([[len(m) for m in buf.records]], self.limits)[0]
-            nbytes = sum(len(m) for m in buf.records[:n])
-        records = buf.records[:n]
-        del buf.records[:n]
-        buf.nbytes -= nbytes
-        buf.oldest_at = now if buf.records else None  # what stays was fetched later
-        self.buffers.submitted(buf, n, nbytes)
-        self.pool.submit(WriteRequest(buf, records, nbytes))
+    def _due(self, free: list[PartitionBuffer], now: float) -> bool:
+        """A request is due once any partition's oldest record has waited
+        ``batch_max_age_s``, or the records held fill a request."""
+        limits = self.limits
+        if any(write_due(len(b.records), b.nbytes, b.oldest_at, now, limits) for b in free):
+            return True
+        return sum(len(b.records) for b in free) >= limits.max_lines or sum(b.nbytes for b in free) >= limits.max_bytes
+
+    def _submit(self, free: list[PartitionBuffer], now: float) -> None:
+        parts, records, total = [], [], 0
+        for buf, (n, nbytes) in zip(free, request_counts(free, self.limits)):
+            if not n:
+                continue
+            records += buf.records[:n]
+            del buf.records[:n]
+            buf.nbytes -= nbytes
+            buf.oldest_at = now if buf.records else None  # what stays was fetched later
+            self.buffers.submitted(buf, n, nbytes)
+            parts.append((buf, n, nbytes))
+            total += nbytes
+        self.pool.submit(WriteRequest(parts, records, total))
 
     def _finish(self, request: WriteRequest) -> None:
-        """Back in the main thread: move the position, or put the records back."""
-        buf = request.buffer
-        if not self.buffers.owns(buf):
-            # Revoked (or revoked and assigned again) meanwhile: not ours any more;
-            # whoever owns the partition now reads these records again.
+        """Back in the main thread: move the positions, or put the records back.
+        A part whose partition was revoked (or revoked and assigned again)
+        meanwhile is not ours any more: its new owner reads those records again."""
+        mine, start = [], 0
+        for buf, n, nbytes in request.parts:
+            if self.buffers.owns(buf):
+                mine.append((buf, request.records[start:start + n], nbytes))
+            start += n
+        if not mine:
             return
         ok = request.result is not None and request.result.ok
         if ok and request.dead:
-            ok = self._dead_letter(request.dead)
+            owned = {buf.partition for buf, _records, _nbytes in mine}
+            ok = self._dead_letter([d for d in request.dead if d[0].partition() in owned])
         if not ok:
-            self.buffers.put_back(request, time.monotonic())
+            for buf, records, nbytes in mine:
+                self.buffers.put_back(buf, records, nbytes, time.monotonic())
             if request.result is not None and not request.result.ok:
                 self._fail(request.result)
             return
-        self.buffers.written(request)
-        self.written[buf.partition] = request.records[-1].offset() + 1
+        for buf, records, nbytes in mine:
+            self.buffers.written(buf, len(records), nbytes)
+            self.written[buf.partition] = records[-1].offset() + 1
         LINES_WRITTEN.inc(request.written)
         BATCHES_WRITTEN.inc()
         BATCH_LINES.observe(len(request.records))

@@ -20,14 +20,16 @@ from edge.sink.batch import PartitionBuffer
 
 @dataclass
 class WriteRequest:
-    """Records of one partition, oldest first, written in one /write request.
+    """Records of one or more partitions written in one /write request: ``parts``
+    says whose they are, in order (buffer, records taken from its head, their
+    bytes), ``records`` holds them all, each partition's oldest first.
 
     Filled in by a write worker: ``result`` (OK once every line is either stored or
     known to be refused), ``dead`` (records for the DLQ: record, reason, message)
     and ``written`` (lines InfluxDB stored).
     """
 
-    buffer: PartitionBuffer
+    parts: list[tuple[PartitionBuffer, int, int]]
     records: list
     nbytes: int
     result: WriteResult | None = None
