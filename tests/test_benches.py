@@ -51,14 +51,16 @@ FIGURES = {
                 r"read back: .* \(equal to the original\)"],
     "recovery": [r"first start ready in [\d.]+ s"]
     + [rf"kill -9 {name}\s+\+ restart: delivers again after\s+[\d.]+ s" for name in ("sink", "parse", "bridge")]
-    + [r"end: .* expected: exact"],
+    + [r"end: .* expected: exact"]
+    + [rf"bare consumer, {kind}: first join [\d.]+ s; kill -9 \+ restart to partitions back: .*\(median [\d.]+\)"
+       for kind in (r"static, 6 s session \(the services\)", "static, 1 s session", "dynamic, 6 s session")],
     "pipeline a": [rf"\(a\) 4 writer\(s\): {NUMBER} points/s", rf"\(a\) InfluxDB ceiling\s+{NUMBER} points/s"],
     "pipeline b": [rf"\(b\) sink: {NUMBER} points/s .*InfluxDB holds ([\d,]+) of \1\b", r"\(k\) Kafka fetch ceiling",
                    rf"\(b\) sink stage\s+{NUMBER} points/s"],
     "pipeline c": [rf"\(c\) whole path: {NUMBER} msgs/s, {NUMBER} points/s sustained",
                    rf"\(c\) whole path\s+{NUMBER} points/s"],
     "pipeline d": [rf"\(d\) latency at .* p50 {NUMBER} ms, p99 {NUMBER} ms \(\d+ messages, 0 not queryable",
-                   r"start to ready: [\d.]+ s"],
+                   r"start to ready: [\d.]+ s", r"idle, before publishing: .*sink [\d.]+ cores"],
 }
 QUIX = pytest.param(
     "pipeline e", marks=pytest.mark.skip(
