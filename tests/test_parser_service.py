@@ -70,6 +70,18 @@ def test_every_point_reaches_the_parsed_topic_keyed_by_series(kafka, edge_env, t
         assert proc.terminate() == 0, proc.log()
 
 
+def test_a_message_with_a_utf8_byte_order_mark_lands_its_points(kafka, edge_env, tmp_path, sample_bytes):
+    # Gateways on Windows stacks send one; RFC 8259 lets a reader ignore it.
+    produce_all(kafka, kafka.raw_topic, [b"\xef\xbb\xbf" + sample_bytes])
+    proc = parser_process(edge_env, tmp_path).start()
+    try:
+        wait_for(lambda: group_lag(kafka, group_of(edge_env), kafka.raw_topic) == 0, 60, what="raw lag 0")
+        assert sorted(r.value() for r in read_all(kafka, kafka.parsed_topic)) == sorted(to_lines(sample_bytes))
+        assert read_all(kafka, kafka.dlq_topic) == []
+    finally:
+        assert proc.terminate() == 0, proc.log()
+
+
 def test_poison_mix_lands_good_points_and_dead_letters_each_bad_message_once(kafka, edge_env, tmp_path, sample_bytes):
     good = good_messages(40)
     # Kafka's default record limit is 1 MB: the 10 MB inputs never reach the raw
