@@ -263,4 +263,13 @@ def test_restore_takes_several_measurements_or_every_one(databases, tmp_path, ed
                            "--into", into)
     assert missing.returncode == 5, missing.stderr
     assert missing.stderr.strip().endswith(
-        f"no archived field9 for site 000002 on 2024-06-01 in {tmp_path / 'archive'} (found: field7)"), missing.stderr
+        f"no archived field9 for site 000002 on 2024-06-01 in {tmp_path / 'archive'} (found: field6, field7, field8)"
+    ), missing.stderr
+    # A mistyped name alone still learns what the archive holds there.
+    typo = _restore_cli(env, "--measurement", "feild6", "--into", into)
+    assert typo.returncode == 5, typo.stderr
+    assert typo.stderr.strip().endswith(
+        f"no archived feild6 for any site on 2024-06-01 in {tmp_path / 'archive'} (found: field6, field7, field8)"
+    ), typo.stderr
+    empty = _restore_cli(env, "--measurement", "field6", "--site", "000009", "--into", into)
+    assert empty.returncode == 5 and empty.stderr.strip().endswith("(nothing archived there)"), empty.stderr

@@ -137,16 +137,17 @@ def find_parts(
     store: ArchiveStore, measurements: list[str] | None, sites: set[str] | None, start: datetime, end: datetime
 ) -> list[ArchivedPart]:
     """The parts to restore; NotFoundError naming each measurement asked for that
-    the archive does not hold for the range and sites (nothing is written then)."""
+    the archive does not hold for the range and sites, and those it holds there
+    (nothing is written then)."""
     first_day = start.astimezone(UTC).date()
     last_day = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
     parts = archived_parts(store, measurements, sites, first_day, last_day)
     where = f"{sites_text(sites)} {span_text(start, end)} in {store.url('')}"
     if measurements:
-        held = {p.measurement for p in parts}
-        missing = [m for m in dict.fromkeys(measurements) if m not in held]
-        if missing:
-            also = f" (found: {', '.join(sorted(held))})" if held else ""
+        missing = [m for m in dict.fromkeys(measurements) if m not in {p.measurement for p in parts}]
+        if missing:  # name what is there, so a mistyped name is seen as one (the error path only)
+            held = {p.measurement for p in archived_parts(store, None, sites, first_day, last_day)}
+            also = f" (found: {', '.join(sorted(held))})" if held else " (nothing archived there)"
             raise NotFoundError(f"no archived {', '.join(missing)} {where}{also}")
     elif not parts:
         raise NotFoundError(f"no archived measurement {where}")
