@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 import msgpack
 import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+import structlog
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_never, wait_exponential
 
 from edge.archive import influxql
 from edge.archive.windows import Window
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.client import InfluxClient
-from edge.influx.answers import error_message
+from edge.influx.answers import delete_incomplete, error_message
 from edge.core.failures import socket_reason
 from edge.config.settings import InfluxSettings
 
@@ -62,7 +63,16 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, InfluxError) and "engine is closed" in str(exc)
 
 
+def _partial_delete(exc: BaseException) -> bool:
+    return isinstance(exc, InfluxError) and delete_incomplete(str(exc))
+
+
 class InfluxArchiveSource:
+    # A DELETE that reached only some Enterprise data nodes is sent again until it
+    # succeeds: waits of 1 s, 2 s, 4 s ... up to this ceiling.
+    delete_retry_initial_s = 1.0
+    delete_retry_max_s = 60.0
+
     def __init__(self, settings: InfluxSettings):
         self.settings = settings
         self.client = InfluxClient(settings)
@@ -153,8 +163,23 @@ class InfluxArchiveSource:
         return counts
 
     def delete(self, window: Window) -> None:
-        """Remove the window from every policy (InfluxQL DELETE takes no policy)."""
-        self._rows(influxql.delete_window(window), method="POST")
+        """Remove the window from every policy (InfluxQL DELETE takes no policy).
+
+        On InfluxDB Enterprise a DELETE while a data node is down answers "partial
+        success" and is not handed off to that node: it is sent again, with capped
+        backoff and an ``influx_delete_partial`` warning each time, until every node
+        took it (a stopped run leaves the part sealed, and the next run deletes it).
+        """
+        log = structlog.get_logger().bind(service="archive")
+        retrying = Retrying(
+            retry=retry_if_exception(_partial_delete), stop=stop_never, reraise=True,
+            wait=wait_exponential(multiplier=self.delete_retry_initial_s, max=self.delete_retry_max_s),
+            before_sleep=lambda state: log.warning(
+                "influx_delete_partial", window=window.label(), attempt=state.attempt_number,
+                retry_in_s=round(state.upcoming_sleep, 3), error=str(state.outcome.exception()),
+            ),
+        )
+        retrying(self._rows, influxql.delete_window(window), "POST")
 
     # -------------------------------------------------------------- bulk export
 

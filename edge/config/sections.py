@@ -137,6 +137,10 @@ class InfluxSettings(_Section):
     ca_file: str | None = None
     verify_tls: bool = True
     timeout_s: PositiveSeconds = 30.0
+    # InfluxDB Enterprise: how many replicas must take a write before /write says
+    # so (``consistency=`` on every write; docs/scaling.md). Unset: not sent, the
+    # server's default applies (``one`` on Enterprise); OSS accepts and ignores it.
+    consistency: Literal["any", "one", "quorum", "all"] | None = None
 
     @model_validator(mode="after")
     def _password_from_file(self) -> "InfluxSettings":

@@ -17,6 +17,20 @@ InfluxDB answers a batch with one status for the whole body:
   refused, timeout): the server or its configuration is unavailable; nothing may be
   given up, so the batch is retried (and the reason logged for the operator).
 
+A 5xx or a timeout does not mean "not stored": it means "may have landed". InfluxDB
+Enterprise answers 500 when the ``consistency=`` level was not met although the
+points are on some replica or queued for hinted handoff (``write failed: hinted
+handoff queue not empty``, ``partial write``, ``timeout``), and an OSS node can time
+out after its WAL took the batch. The same lines are sent again: a point is
+idempotent (same measurement, tags and timestamp: the field values are
+overwritten with the same values), so a duplicate costs a write, never a count
+(``may_have_landed``; tested against a real InfluxDB).
+
+Statements are another matter: a ``DELETE`` on Enterprise while a data node is
+down removes the points from the nodes it reached and answers with an error that
+says "partial success"; deletes are not handed off, so the statement must be sent
+again until it succeeds (``delete_incomplete``; the archive's retry loop).
+
 Which lines of a refused batch InfluxDB refused: ``edge.influx.rejected``.
 """
 
@@ -45,6 +59,12 @@ class WriteResult:
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
+
+    @property
+    def may_have_landed(self) -> bool:
+        """A failure after which the points may be stored anyway (5xx, no answer):
+        retried as it is, since writing a point twice stores it once."""
+        return self.outcome is Outcome.RETRY and (self.status is None or self.status >= 500)
 
 
 def error_message(body: bytes | str, header: str | None = None) -> str:
@@ -132,3 +152,16 @@ def server_limit(message: str) -> str | None:
 def dropped_count(message: str) -> int | None:
     m = _DROPPED.search(message)
     return int(m.group(1)) if m else None
+
+
+# ---------------------------------------------------------------- statements
+
+# How InfluxDB Enterprise says a DELETE / DROP SERIES reached only some data nodes
+# (one was down): matched case-insensitively, anywhere in the message.
+PARTIAL_DELETE = "partial success"
+
+
+def delete_incomplete(message: str) -> bool:
+    """Whether a DELETE's error says it removed the points from only some nodes:
+    send it again (it is idempotent) until it succeeds."""
+    return PARTIAL_DELETE in message.lower()

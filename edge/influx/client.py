@@ -53,6 +53,9 @@ class InfluxClient:
         self.write_params = {"db": influx.database, "precision": "ns"}
         if influx.retention_policy:
             self.write_params["rp"] = influx.retention_policy
+        if influx.consistency:
+            # Enterprise: a 500 at "all"/"quorum" may still have landed (answers.py).
+            self.write_params["consistency"] = influx.consistency
 
     # ------------------------------------------------------------ HTTP
 
