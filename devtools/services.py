@@ -19,6 +19,11 @@ Running ``up`` twice is harmless; ``down`` stops only what this script started.
 
 The functions are also the tests' way to start extra instances (a second broker
 with persistent storage, an InfluxDB with auth) and to stop/start one mid-test.
+
+``up --influx-nodes 3`` adds two more InfluxDB OSS nodes (``influxdb-node2`` on
+18096, ``influxdb-node3`` on 18106: ``influx_nodes``); plain ``up`` (``make
+services-up``) starts one. ``down`` stops the extra nodes it started, ``status``
+shows them.
 """
 
 from __future__ import annotations
@@ -389,6 +394,37 @@ def default_influx() -> InfluxInstance:
     return InfluxInstance(name="influxdb", port=url.port or 8086)
 
 
+# More InfluxDB OSS nodes beside the default one (several nodes, each owning whole
+# sites: docs/scaling.md). Node k listens on the default port + 10*(k-1): 18096,
+# 18106 ...; not +1/+2, since each node also binds its RPC port, HTTP + 2 (18088
+# is the default node's).
+INFLUX_NODE_PORT_STEP = 10
+
+
+def influx_nodes(count: int) -> list[InfluxInstance]:
+    """The default node and ``count - 1`` more (``influxdb-node2`` ...), each with
+    its own port, config and data under ``var/<name>``."""
+    first = default_influx()
+    extra = [InfluxInstance(name=f"influxdb-node{k}", port=first.port + INFLUX_NODE_PORT_STEP * (k - 1))
+             for k in range(2, count + 1)]
+    return [first, *extra]
+
+
+def extra_influx_nodes_started() -> list[str]:
+    """Names of the extra nodes this script started (their pid files), node2 first."""
+    names = [p.stem for p in (var_dir() / "run").glob("influxdb-node*.pid")]
+    return sorted(names, key=lambda n: int(n.removeprefix("influxdb-node") or 0))
+
+
+def influx_nodes_up(count: int) -> dict[str, str]:
+    """Start (or reuse) the default node and the extra ones: url -> state."""
+    states = {}
+    for inst in influx_nodes(count):
+        states[inst.url] = _start_or_reuse(inst.name, inst.port, lambda u=inst.url: influx_ping(u),
+                                           lambda i=inst: influx_start(i))
+    return states
+
+
 # ---------------------------------------------------------------- tansu (Kafka)
 
 
@@ -513,12 +549,11 @@ def _start_or_reuse(name: str, port: int, ready, start) -> str:
     return start()
 
 
-def up() -> None:
+def up(influx_node_count: int = 1) -> None:
     amqp = BridgeSettings.load().amqp
     _log(f"rabbitmq {amqp.host}:{amqp.port}: {rabbitmq_up(amqp)}")
-    influx = default_influx()
-    state = _start_or_reuse(influx.name, influx.port, lambda: influx_ping(influx.url), lambda: influx_start(influx))
-    _log(f"influxdb {influx.url}: {state}")
+    for url, state in influx_nodes_up(influx_node_count).items():
+        _log(f"influxdb {url}: {state}")
     tansu = default_tansu()
     state = _start_or_reuse(tansu.name, tansu.port, lambda: kafka_ready(tansu.bootstrap), lambda: tansu_start(tansu))
     _log(f"tansu {tansu.bootstrap}: {state}")
@@ -528,19 +563,23 @@ def up() -> None:
 
 
 def down() -> None:
-    for name in ("moto", "tansu", "influxdb"):
+    for name in ("moto", "tansu", *extra_influx_nodes_started(), "influxdb"):
         _log(f"{name}: {'stopped' if stop_process(name) else 'not started by this script'}")
     _log(f"rabbitmq: {'stopped' if rabbitmq_down() else 'not started by this script'}")
 
 
-def status() -> int:
+def status(influx_node_count: int = 1) -> int:
+    """Each service ready or DOWN; the extra InfluxDB nodes asked for, and those
+    this script started."""
     amqp = BridgeSettings.load().amqp
-    influx = default_influx()
+    started = set(extra_influx_nodes_started())
+    nodes = [n for i, n in enumerate(influx_nodes(max(influx_node_count, len(started) + 1)))
+             if i < influx_node_count or n.name in started]
     tansu = default_tansu()
     moto = default_moto()
     checks = {
         f"rabbitmq {amqp.host}:{amqp.port}": lambda: amqp_ready(amqp),
-        f"influxdb {influx.url}": lambda: influx_ping(influx.url),
+        **{f"influxdb {n.url}": (lambda u=n.url: influx_ping(u)) for n in nodes},
         f"tansu {tansu.bootstrap}": lambda: kafka_ready(tansu.bootstrap),
         f"moto_server {moto.url}": lambda: moto_ready(moto.url),
     }
@@ -558,14 +597,19 @@ def status() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devtools.services", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--influx-nodes", type=int, default=1, metavar="N",
+                        help="InfluxDB nodes in all: the default one and N-1 more on their own ports "
+                             "(default port + 10, + 20 ...) and data directories (default: 1)")
     args = parser.parse_args(argv)
+    if args.influx_nodes < 1:
+        parser.error("--influx-nodes must be at least 1")
     if args.command == "up":
-        up()
+        up(args.influx_nodes)
         return 0
     if args.command == "down":
         down()
         return 0
-    return status()
+    return status(args.influx_nodes)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,20 @@ def local_services():
     }
 
 
+@pytest.fixture(scope="session")
+def influx_nodes(local_services):
+    """Three InfluxDB OSS nodes: the default one and two more on their own ports and
+    data directories, started by the code behind ``devtools.services up
+    --influx-nodes 3``; the settings that reach each. Nodes started here are
+    stopped afterwards; running ones are reused and left running."""
+    nodes = dev_services.influx_nodes(3)
+    states = dev_services.influx_nodes_up(3)
+    yield [InfluxSettings(url=n.url) for n in nodes]
+    for node in nodes:
+        if states[node.url] == "started":
+            dev_services.stop_process(node.name)
+
+
 @pytest.fixture
 def names():
     """Unique names for this test's queue, topic prefix and InfluxDB database."""
