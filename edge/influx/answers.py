@@ -19,9 +19,9 @@ InfluxDB answers a batch with one status for the whole body:
 
 A 5xx or a timeout does not mean "not stored": it means "may have landed". InfluxDB
 Enterprise answers 500 when the ``consistency=`` level was not met although the
-points are on some replica or queued for hinted handoff (``write failed: hinted
-handoff queue not empty``, ``partial write``, ``timeout``), and an OSS node can time
-out after its WAL took the batch. The same lines are sent again: a point is
+points are on some replica or queued for hinted handoff (e.g. ``write failed:
+hinted handoff queue not empty``), and any node can time out after its WAL took
+the batch. The same lines are sent again: a point is
 idempotent (same measurement, tags and timestamp: the field values are
 overwritten with the same values), so a duplicate costs a write, never a count
 (``may_have_landed``; tested against a real InfluxDB).
