@@ -199,7 +199,7 @@ def test_refused_for_a_missing_time_zone_then_redriven_after_the_fix(pipeline, s
     assert (line["at"], line["stage"], line["reason"], line["site"], line["copies"], line["state"]) == (
         address, "parser", "parse_error", SITE, "1", "open")
     assert "out of range" in line["error"]
-    assert listing.splitlines()[-1] == f"1 failures (1 dead-letter records) in {p.kafka.dlq_topic}"
+    assert listing.splitlines()[-1] == f"1 failure (1 dead-letter record) in {p.kafka.dlq_topic}"
     assert _edge(p.env, "dlq", "list", "--reason", "partial").splitlines()[-1].startswith("0 failures")
 
     shown = _edge(p.env, "dlq", "show", address)
@@ -218,7 +218,7 @@ def test_refused_for_a_missing_time_zone_then_redriven_after_the_fix(pipeline, s
     p.start("parse", "-fixed")
     wait_for(lambda: _metrics_up(p.ports["parse"]), 30, what="fixed parser's metrics")
     out = _edge(p.env, "dlq", "redrive", "--offsets", f"{address}-{dead.offset()}")
-    assert f"sent and acknowledged 1 records: 1 -> {p.kafka.raw_topic}; 1 marked resolved" in out
+    assert f"sent and acknowledged 1 record: 1 -> {p.kafka.raw_topic}; 1 marked resolved" in out
     wait_for(lambda: _site_points(p) == 17, 90, what="the redriven message's points")
     times = {v[0] for s in influx.query(p.url, p.db, f"SELECT * FROM /.*/ WHERE site_id = '{SITE}'")
              for v in s["values"]}
@@ -242,7 +242,7 @@ def test_refused_for_a_missing_time_zone_then_redriven_after_the_fix(pipeline, s
     assert marks["redrive.to"].startswith(f"{p.kafka.raw_topic}:".encode())
     assert marks["redrive.time"] == headers["redrive.time"]  # the redrive's moment, on both
     # A plain redrive leaves the resolved failure alone.
-    assert "redrive: 1 resolved failures left out" in _edge(p.env, "dlq", "redrive", "--dry-run")
+    assert "redrive: 1 resolved failure left out" in _edge(p.env, "dlq", "redrive", "--dry-run")
 
     # Redriving it again (--all): read, parsed, written again, and InfluxDB's count stays.
     total = p.points()
@@ -282,7 +282,7 @@ def test_replays_and_redrives_of_messages_that_still_fail_add_copies_not_rows(pi
     target = rows[0]
     for copies in (4, 5):
         out = _edge(p.env, "dlq", "redrive", "--offsets", f"{target['at']}-{target['at'].split(':')[1]}")
-        assert "sent and acknowledged 1 records" in out, out
+        assert "sent and acknowledged 1 record:" in out, out
         wait_for(lambda: len(_dead_letters(p.kafka)) == 6 + copies, 60, what=f"copy {copies} dead-lettered")
         rows = _rows(_edge(p.env, "dlq", "list"))
         assert len(rows) == 3

@@ -12,6 +12,7 @@ import sys
 
 from edge.core.errors import RefusedError, UsageError
 from edge.core.moments import moment
+from edge.core.words import count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +105,7 @@ def _run(settings, args: argparse.Namespace, log, runtime) -> int:
         print(f"archive: refused {refusal}", file=sys.stderr)
     if summary.refused:
         raise RefusedError(
-            f"{summary.refused} archived window(s) not deleted: another retention policy holds points"
+            f"{count(summary.refused, 'archived window')} not deleted: another retention policy holds points"
             " there that no archive holds (see above)"
         )
     if not summary.failed:

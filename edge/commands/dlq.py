@@ -26,6 +26,7 @@ from edge.config.settings import KafkaSettings, TopicsSettings
 from edge.core.dlq import REASONS, REDRIVE_TARGET
 from edge.core.errors import UsageError
 from edge.core.moments import moment
+from edge.core.words import count
 from edge.ops.dlq import read_letters, read_one, redrive
 from edge.ops.dlq_failures import COLUMNS, RESOLVED, Failure, failure_row, group_failures, select
 from edge.ops.dlq_view import Selection, parse_range, safe_text, table
@@ -103,7 +104,7 @@ def _list(kafka: KafkaSettings, args: argparse.Namespace) -> int:
     shown, hidden = _failures(kafka, args)
     print(table([failure_row(f) for f in shown], args.width, COLUMNS))
     copies = sum(len(f.copies) for f in shown)
-    summary = f"{len(shown)} failures ({copies} dead-letter records) in {kafka.dlq_topic}"
+    summary = f"{count(len(shown), 'failure')} ({count(copies, 'dead-letter record')}) in {kafka.dlq_topic}"
     if hidden:
         summary += f"; {hidden} resolved not shown (--all shows them)"
     print(summary)
@@ -121,12 +122,12 @@ def _redrive(kafka: KafkaSettings, args: argparse.Namespace) -> int:
     plan = Counter(REDRIVE_TARGET[f.latest.dead_letter.stage] for f in chosen)
     where = ", ".join(f"{n} -> {getattr(kafka, f'{t}_topic')}" for t, n in sorted(plan.items())) or "nothing"
     if hidden:
-        print(f"redrive: {hidden} resolved failures left out (--all sends them too)")
+        print(f"redrive: {count(hidden, 'resolved failure')} left out (--all sends them too)")
     if args.dry_run:
         print(f"redrive (dry run, nothing sent): {where}")
         return 0
     redrive(kafka, chosen)
-    print(f"redrive: sent and acknowledged {len(chosen)} records: {where}; {len(chosen)} marked resolved")
+    print(f"redrive: sent and acknowledged {count(len(chosen), 'record')}: {where}; {len(chosen)} marked resolved")
     return 0
 
 

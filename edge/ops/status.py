@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge.config.services import BY_NAME, with_units
+from edge.core.words import count
 
 SERVICES = {s.name: s.unit for s in with_units()}
 SCRAPE_TIMEOUT_S = 1.0
@@ -118,7 +119,7 @@ def table(rows: list[Health], now: float) -> str:
 def dlq_line(dlq: Dlq) -> str:
     if dlq.records is None:
         return f"DLQ {dlq.topic}: unknown: {dlq.detail}"
-    return (f"DLQ {dlq.topic}: {dlq.records} record(s) in {dlq.partitions} partition(s), counted from the topic "
+    return (f"DLQ {dlq.topic}: {count(dlq.records, 'record')} in {count(dlq.partitions or 0, 'partition')}, counted from the topic "
             "(copies and redrive markers included: edge dlq list shows each failure and its state)")
 
 
@@ -153,6 +154,12 @@ def scrape(host: str, port: int) -> tuple[str | None, str]:
     if not answer.ok:
         return None, f"{where} answered HTTP {answer.status_code}: not an edge metrics endpoint"
     return answer.text, ""
+
+
+def answers(service: str, host: str, port: int) -> bool:
+    """Whether ``service``'s own metrics answer on ``port``: it runs there."""
+    text, _reason = scrape(host, port)
+    return text is not None and read_metrics(service, text, Health(service))
 
 
 def last_manifest(archive_dir: str) -> float | None:
