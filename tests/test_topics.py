@@ -1,11 +1,14 @@
 """``edge topics`` against the real (tansu) Kafka broker: topics with their configs,
 drift shown and applied; ``--delete`` asking first, removing the prefix's topics
-and its own groups only, refused while a consumer is active; the pure parts
-(configs from settings, drift, a broker's refusal in one line, which groups are
-the prefix's) on their own."""
+and its own groups only, refused while a consumer is active (dynamic, and a real
+parser with static membership, which tansu keeps ``STABLE`` after it stopped, so
+that only ``--force`` deletes it); the pure parts (configs from settings, drift, a
+broker's refusal in one line, which groups are the prefix's and whether the broker
+can tell they are in use) on their own."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,11 +18,15 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from edge.kafka.teardown import Group, teardown_plan
+from edge.commands.topics import refusal
+from edge.kafka.teardown import CANNOT_TELL, IDLE, IN_USE, Group, teardown_plan
+from edge.ops.running import Running
+from edge.ops.status import answers
 from edge.kafka.topics import Drift, broker_refusal, config_drift, ensure_topics, topic_configs, topic_names
 from edge.config.settings import KafkaSettings
 from tests.conftest import ROOT, TEST_KAFKA_CLIENT
-from tests.support.processes import wait_for
+from tests.support.pipeline import free_port
+from tests.support.processes import EdgeProcess, wait_for
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -176,17 +183,47 @@ def test_cli_shows_drift_and_apply_fixes_it(local_services, names, edge_env):
 def test_a_prefixs_groups_are_those_with_offsets_only_on_its_topics():
     ours = ["p.raw", "p.parsed", "p.dlq"]
     groups = [
-        Group("p.parser", frozenset({"p.raw"}), False),
-        Group("p.sink", frozenset({"p.parsed"}), True),
-        Group("shared", frozenset({"p.raw", "q.raw"}), False),
-        Group("q.parser", frozenset({"q.raw"}), True),
-        Group("no-offsets", frozenset(), True),
+        Group("p.parser", frozenset({"p.raw"}), "EMPTY"),
+        Group("p.sink", frozenset({"p.parsed"}), "STABLE", members=2),
+        Group("shared", frozenset({"p.raw", "q.raw"}), "STABLE"),
+        Group("q.parser", frozenset({"q.raw"}), "STABLE", members=1),
+        Group("no-offsets", frozenset(), "STABLE", members=1),
     ]
     plan = teardown_plan(ours, {"p.raw", "p.dlq", "q.raw"}, groups)
     assert plan.topics == ("p.raw", "p.dlq") and plan.groups == ("p.parser", "p.sink")
-    assert plan.kept == (("shared", ("q.raw",)),) and plan.busy == ("p.sink",)
+    assert plan.kept == (("shared", ("q.raw",)),) and plan.busy == (groups[1],) and plan.unsure == (groups[2],)
     assert plan.lines()[-1] == "consumer group shared: kept (also has offsets on q.raw)"
     assert teardown_plan(ours, {"q.raw"}, groups[3:]).empty
+
+
+def test_the_broker_tells_a_group_in_use_by_its_members_and_idle_by_its_state():
+    # Members listed: in use whatever the state; none listed: EMPTY and DEAD are idle,
+    # any other state (tansu's STABLE, for a running group and for stopped static
+    # members alike; UNKNOWN) cannot be told.
+    assert [Group("g", frozenset(), state, members).activity for state, members in [
+        ("STABLE", 1), ("EMPTY", 1), ("EMPTY", 0), ("DEAD", 0), ("STABLE", 0),
+        ("PREPARING_REBALANCING", 0), ("UNKNOWN", 0)]] == [IN_USE, IN_USE, IDLE, IDLE] + [CANNOT_TELL] * 3
+
+
+def test_force_overrides_only_what_the_broker_cannot_tell():
+    unsure = Group("p.parser", frozenset({"p.raw"}), "STABLE")
+    listed = Group("p.sink", frozenset({"p.parsed"}), "STABLE", members=1)
+    plan = teardown_plan(["p.raw", "p.parsed"], {"p.raw"}, [unsure])
+    assert refusal(plan, force=True, running=[]) is None
+    why = refusal(plan, force=False, running=[Running("bridge", 9641, None)])
+    assert why.startswith("cannot tell whether consumer group p.parser (STABLE) is in use: the broker reports it")
+    assert "static members (group.instance.id" in why and "systemctl stop edge-bridge edge-parser edge-sink" in why
+    assert "then run again with --force; note: the bridge answers on metrics port 9641 here; nothing deleted" in why
+    two = teardown_plan(["p.raw", "p.parsed"], set(), [unsure, Group("p.x", frozenset({"p.raw"}), "UNKNOWN")])
+    assert "consumer groups p.parser (STABLE), p.x (UNKNOWN) are in use: the broker reports them" in refusal(two, False, [])
+    # Evidence that it is in use is never forced: members listed, or its service answering here.
+    busy = teardown_plan(["p.raw", "p.parsed"], set(), [unsure, listed])
+    assert refusal(busy, True, []).startswith("consumer group p.sink (1 member listed by the broker) in use")
+    held = refusal(plan, True, [Running("parser", 9642, "p.parser")])
+    assert held.startswith("consumer group p.parser (the parser answers on metrics port 9642 here, consumer group"
+                           " p.parser) in use on these topics: stop")
+    assert held.endswith("nothing deleted (--force does not override this)")
+    assert refusal(plan, True, [Running("parser", 9642, "other.parser")]) is None
 
 
 def _commit(kafka: KafkaSettings, group: str, topics: list[str]) -> None:
@@ -236,10 +273,16 @@ def prefix_with_groups(local_services, names, edge_env):
         future.result(10)
 
 
-def _delete_cli(env: dict, *argv: str, answer: str | None = None) -> subprocess.CompletedProcess:
+def _unused_ports(**given: int) -> dict[str, str]:
+    """The services' metrics ports for ``edge topics``: ``given``, the others where
+    nothing listens (whatever runs on the fixed ports of this host is not the test's)."""
+    return {"EDGE_METRICS__PORTS": json.dumps({s: free_port() for s in ("bridge", "parser", "sink")} | given)}
+
+
+def _delete_cli(env: dict, *argv: str, answer: str | None = None, **ports: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge.cli", "topics", "--delete", *argv], cwd=ROOT,
-                          env={**os.environ, **env}, input=answer, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL if answer is None else None)
+                          env={**os.environ, **env, **_unused_ports(**ports)}, input=answer, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL if answer is None else None)
 
 
 def test_delete_asks_then_removes_the_prefixs_topics_and_its_own_groups(prefix_with_groups, edge_env):
@@ -255,7 +298,7 @@ def test_delete_asks_then_removes_the_prefixs_topics_and_its_own_groups(prefix_w
 
     done = _delete_cli(edge_env, answer="y\n")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "topics: deleted 3 topics and 1 consumer groups" in done.stdout
+    assert "topics: deleted 3 topics and 1 consumer group of prefix" in done.stdout
     assert not set(topic_names(kafka)) & _topics(kafka) and other in _topics(kafka)
     assert groups["own"] not in _groups(kafka)
     assert _offsets(kafka, groups["shared"]) >= {other} and _offsets(kafka, groups["other"]) == {other}
@@ -274,11 +317,56 @@ def test_delete_is_refused_while_a_consumer_is_active_then_done_with_yes(prefix_
         consumer.commit(offsets=[TopicPartition(kafka.parsed_topic, 0, 0)], asynchronous=False)
         refused = _delete_cli(edge_env, "--yes")
         assert refused.returncode == 6, refused.stdout + refused.stderr
-        assert f"consumer group {group} has active members" in refused.stderr and "nothing deleted" in refused.stderr
+        # tansu lists no members: a running group is STABLE with none, which it cannot tell from stopped static ones.
+        assert f"cannot tell whether consumer group {group} (STABLE) is in use" in refused.stderr
+        assert "nothing deleted" in refused.stderr
         assert set(topic_names(kafka)) <= _topics(kafka) and group in _groups(kafka)
     finally:
         consumer.close()
     done = _delete_cli(edge_env, "--yes")  # never asks
     assert done.returncode == 0 and "[y/N]" not in done.stdout, done.stdout + done.stderr
     assert f"consumer group {group}: deleted" in done.stdout and group not in _groups(kafka)
+    assert not set(topic_names(kafka)) & _topics(kafka)
+
+
+def _state(kafka: KafkaSettings, group: str) -> str:
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    return admin.describe_consumer_groups([group])[group].result(10).state.name
+
+
+def test_a_static_parser_group_is_refused_running_and_stopped_and_force_deletes_it(prefix_with_groups, edge_env,
+                                                                                   tmp_path):
+    """The real parser with static membership (the default group.instance.id): tansu
+    keeps its group STABLE after it stopped cleanly, so only --force deletes it."""
+    kafka, groups, _other = prefix_with_groups
+    group, port = groups["own"], free_port()  # edge_env's parser group, with offsets on raw and parsed
+    parser = EdgeProcess(["parse"], dict(edge_env, EDGE_PARSER__GROUP_ID=group, EDGE_METRICS__PORT=str(port),
+                                         EDGE_KAFKA__GROUP_INSTANCE_ID="{host}-parser"), tmp_path / "parse.log")
+    parser.start()
+    try:
+        wait_for(lambda: "partitions_assigned" in parser.log(), 60, what="the parser's assignment")
+        wait_for(lambda: answers("parser", "127.0.0.1", port), 10, what="the parser's metrics")
+        unseen = _delete_cli(edge_env, "--yes")  # its metrics port not among [metrics] ports: the broker alone
+        assert unseen.returncode == 6, unseen.stdout + unseen.stderr
+        assert f"cannot tell whether consumer group {group} (STABLE) is in use" in unseen.stderr
+        seen = _delete_cli(edge_env, "--yes", "--force", parser=port)
+        assert seen.returncode == 6, seen.stdout + seen.stderr
+        assert (f"consumer group {group} (the parser answers on metrics port {port} here, consumer group {group})"
+                " in use") in seen.stderr and "--force does not override this" in seen.stderr
+    finally:
+        assert parser.terminate() == 0, parser.log()
+    assert _state(kafka, group) == "STABLE"  # stopped cleanly, and still so
+    stopped = _delete_cli(edge_env, "--yes", parser=port)
+    assert stopped.returncode == 6, stopped.stdout + stopped.stderr
+    assert f"cannot tell whether consumer group {group} (STABLE) is in use" in stopped.stderr
+    assert "static members (group.instance.id, from kafka.group_instance_id) long after they stopped" in stopped.stderr
+    assert "`systemctl stop edge-bridge edge-parser edge-sink`" in stopped.stderr
+    assert "then run again with --force; nothing deleted" in stopped.stderr
+    assert set(topic_names(kafka)) <= _topics(kafka) and group in _groups(kafka)
+
+    forced = _delete_cli(edge_env, "--yes", "--force", parser=port)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert f"consumer group {group}: the broker cannot tell whether it is in use (STABLE, no members listed);" \
+           " deleting it as --force says" in forced.stdout
+    assert f"consumer group {group}: deleted" in forced.stdout and group not in _groups(kafka)
     assert not set(topic_names(kafka)) & _topics(kafka)

@@ -7,10 +7,17 @@ with offsets on any other topic as well is kept and named (its offsets on the
 prefix's topics go with those topics); a group with no committed offsets at all
 cannot be told apart from someone else's and is never touched.
 
-Refused while any group with offsets on the prefix's topics has active members
-(a running parser, sink or replay): stop the services first. tansu reports an
-active group as ``STABLE`` without listing its members, so a group counts as
-active when it has members or is in a state other than empty, dead or unknown.
+Before deleting, each group with offsets on the prefix's topics is judged from
+what the broker reports (``activity``):
+
+- members listed: in use (a running parser, sink or replay): refused, always;
+- ``EMPTY`` or ``DEAD``: idle;
+- any other state with no members listed: the broker cannot tell. tansu (the
+  development broker) never lists members: a running group shows as ``STABLE``
+  with none, and so does a group of static members (``group.instance.id``, the
+  default ``kafka.group_instance_id``) long after they stopped cleanly, even
+  across restarts, while a dynamic group turns ``EMPTY``. Refused unless the
+  operator, having stopped the services, says ``--force``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from edge.core.errors import UnreachableError
 from edge.kafka.config import admin_config
 from edge.kafka.topics import TIMEOUT_S, existing_topics, topic_names
 
-IDLE_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN}
+IDLE_STATES = {ConsumerGroupState.EMPTY.name, ConsumerGroupState.DEAD.name}
+IN_USE, IDLE, CANNOT_TELL = "in use", "idle", "cannot tell"
 
 
 # ---------------------------------------------------------------- pure
@@ -35,7 +43,15 @@ IDLE_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupS
 class Group:
     id: str
     topics: frozenset[str]  # the topics it has committed offsets on
-    active: bool
+    state: str = ConsumerGroupState.EMPTY.name  # as the broker reports it: STABLE, EMPTY, ...
+    members: int = 0  # the members the broker lists
+
+    @property
+    def activity(self) -> str:
+        """IN_USE, IDLE or CANNOT_TELL, from the broker's evidence alone."""
+        if self.members:
+            return IN_USE
+        return IDLE if self.state in IDLE_STATES else CANNOT_TELL
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,8 @@ class Teardown:
     topics: tuple[str, ...]  # the prefix's topics that exist
     groups: tuple[str, ...]  # groups with offsets only on those: deleted
     kept: tuple[tuple[str, tuple[str, ...]], ...]  # (group, its other topics): not the prefix's alone
-    busy: tuple[str, ...]  # groups on the prefix's topics with active members: refuse
+    busy: tuple[Group, ...]  # groups on the prefix's topics with members listed: refuse, always
+    unsure: tuple[Group, ...]  # groups on them the broker cannot tell about: refuse unless forced
 
     @property
     def empty(self) -> bool:
@@ -66,7 +83,8 @@ def teardown_plan(prefix_topics: list[str], existing: set[str], groups: list[Gro
         topics=tuple(t for t in prefix_topics if t in existing),
         groups=tuple(sorted(g.id for g in touching if g.topics <= ours)),
         kept=tuple(sorted((g.id, tuple(sorted(g.topics - ours))) for g in touching if not g.topics <= ours)),
-        busy=tuple(sorted(g.id for g in touching if g.active)),
+        busy=tuple(sorted((g for g in touching if g.activity == IN_USE), key=lambda g: g.id)),
+        unsure=tuple(sorted((g for g in touching if g.activity == CANNOT_TELL), key=lambda g: g.id)),
     )
 
 
@@ -93,8 +111,7 @@ def _groups(admin: AdminClient) -> list[Group]:
         topics = frozenset(tp.topic for tp in _result(offsets, f"offsets of group {group_id}").topic_partitions
                            if tp.offset >= 0)
         description = _result(described[group_id], f"describe group {group_id}")
-        active = bool(description.members) or description.state not in IDLE_STATES
-        groups.append(Group(group_id, topics, active))
+        groups.append(Group(group_id, topics, description.state.name, len(description.members)))
     return groups
 
 
