@@ -119,7 +119,7 @@ def test_a_running_sink_shows_its_lag_last_write_and_the_dlq_from_the_topic(pipe
     out = status(*port, env=p.env).stdout.splitlines()
     assert re.match(r"sink\s+running\s+0\s+\S+ \S+ ago\s+-$", out[1]), out  # lag 0, last write
     assert out[2] == f"DLQ {p.kafka.dlq_topic}: 1 record in 3 partitions, counted from the topic " \
-                     "(copies and redrive markers included: edge dlq list shows each failure and its state)"
+                     "(copies, repeat and redrive markers included: edge dlq list shows each failure and its state)"
 
     # The sink stops (its own DLQ counter goes with it): the topic still holds the record.
     sink.terminate()

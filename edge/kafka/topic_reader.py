@@ -72,6 +72,14 @@ class TopicReader:
                 raise UnreachableError(f"kafka: watermarks of {self.topic}[{p}]: {exc.args[0].str()}") from None
         return out
 
+    def extents(self) -> dict[int, tuple[int, int]]:
+        """Per partition, (low watermark, true log end): the offset after its last
+        record, read up to the partition EOF (the high watermark can be
+        under-reported); the high watermark for an empty partition."""
+        marks = self.watermarks()
+        tails = self.last_records(1)
+        return {p: (low, tails[p][-1].offset() + 1 if tails.get(p) else high) for p, (low, high) in marks.items()}
+
     def first_records(self, starts: dict[int, int], count: int = 1) -> dict[int, list]:
         """Per partition, the first ``count`` records from its start offset (fewer,
         or none, where the log ends sooner)."""

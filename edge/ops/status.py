@@ -14,10 +14,12 @@ archive) it reads what is there to read, and says why when it cannot tell:
   answer, not an edge endpoint);
 - the local archive directory: the newest manifest, when systemd cannot tell
   when the archive last ran;
-- the DLQ topic: the records it holds, from its watermarks (a service's own DLQ
-  counter starts from 0 at every restart; the topic does not). That is every
-  record: dead letters, their copies and ``edge dlq redrive``'s resolution
-  markers; ``edge dlq list`` tells the failures apart and which are resolved.
+- the DLQ topic: the records it holds, from its low watermark to its last
+  record (a service's own DLQ counter starts from 0 at every restart; the topic
+  does not). That is every record: dead letters (one per failure, but for the
+  copies a live stage can write), repeat markers and ``edge dlq redrive``'s
+  resolution markers; ``edge dlq list`` tells the failures apart and which are
+  resolved.
 
 Exit status: 0 when every long-running service is running; 1 when one is down or
 unknown, or a unit failed (the table says which and why).
@@ -120,7 +122,7 @@ def dlq_line(dlq: Dlq) -> str:
     if dlq.records is None:
         return f"DLQ {dlq.topic}: unknown: {dlq.detail}"
     return (f"DLQ {dlq.topic}: {count(dlq.records, 'record')} in {count(dlq.partitions or 0, 'partition')}, counted from the topic "
-            "(copies and redrive markers included: edge dlq list shows each failure and its state)")
+            "(copies, repeat and redrive markers included: edge dlq list shows each failure and its state)")
 
 
 def failing(rows: list[Health]) -> list[Health]:
@@ -219,7 +221,9 @@ def _archive_runs(health: Health, shown: dict[str, str], archive_dir: str) -> No
 
 
 def dlq_count(config: str | None) -> Dlq:
-    """The records the DLQ topic holds now: high - low watermark per partition."""
+    """The records the DLQ topic holds now: per partition, from the low watermark
+    to the true log end (the offset after its last record: tansu under-reports
+    the high watermark after a multi-record batch)."""
     from edge.config.settings import SettingsError, TopicsSettings
     from edge.core.errors import OperatorError
 
@@ -233,8 +237,8 @@ def dlq_count(config: str | None) -> Dlq:
     reader = None
     try:
         reader = TopicReader(kafka, kafka.dlq_topic, group_id="edge-status", client_id="edge-status")
-        marks = reader.watermarks()
-        dlq.records, dlq.partitions = sum(max(0, high - low) for low, high in marks.values()), len(marks)
+        extents = reader.extents()
+        dlq.records, dlq.partitions = sum(max(0, end - low) for low, end in extents.values()), len(extents)
     except OperatorError as exc:
         dlq.detail = str(exc)
     finally:
