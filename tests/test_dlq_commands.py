@@ -2,9 +2,10 @@
 selection, redrive headers, failures and their state), and on the real broker,
 parser, sink and InfluxDB: the operator's day (a message refused for a missing
 site time zone, the zone set, a redrive, the points arrive, the failure listed as
-resolved, a second redrive changes nothing); replays and redrives of messages
-that still fail add copies, never listed rows; the list sorted by time; strict
-reasons; a body byte-exact."""
+resolved, a second redrive changes nothing); one DLQ record per failure: replays
+add none of a failure the DLQ holds, a redrive that still fails adds a body-less
+repeat (reopened) and one after the fix resolves, counted from the topic by
+``edge status``; the list sorted by time; strict reasons; a body byte-exact."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge.config.settings import KafkaSettings
-from edge.core.dlq import REASONS, DeadLetter, dlq_headers, failure_id, redrive_headers, resolution_headers
+from edge.core.dlq import (REASONS, DeadLetter, dlq_headers, failure_id, header_map, redrive_headers, repeat_of,
+                           resolution_headers)
 from edge.core.errors import UsageError
 from edge.ops.dlq_failures import COLUMNS, failure_row, group_failures, select
 from edge.ops.dlq_view import Letter, Selection, parse_address, parse_range, row, safe_text, site_of, table
@@ -129,7 +132,8 @@ def test_a_marker_resolves_and_a_copy_after_it_reopens():
     assert group_failures([first, _marker(first, redrive), again])[0].state == "reopened"
     # Carrying that redrive's time: reopened even with the parser's clock behind ours.
     came_back = _letter(value=b"A", offset=3, now=redrive - timedelta(seconds=2),
-                        original=redrive_headers([], dlq_topic="p.dlq", partition=0, offset=1, now=redrive))
+                        original=redrive_headers([], dlq_topic="p.dlq", partition=0, offset=1, failure="f",
+                                                 now=redrive))
     (f,) = group_failures([first, came_back, _marker(first, redrive)])
     assert f.state == "reopened" and len(f.copies) == 2
     # A copy from before the redrive (a slow replay that ran earlier) does not reopen it.
@@ -141,10 +145,43 @@ def test_a_marker_resolves_and_a_copy_after_it_reopens():
 
 def test_redrive_headers_keep_the_originals_and_say_where_from():
     letter = _letter(original=[("amqp.message_id", b"000001/x"), ("redrive.from", b"old:0:1")])
-    headers = redrive_headers(letter.headers, dlq_topic="p.dlq", partition=2, offset=17, now=NOW)
+    headers = redrive_headers(letter.headers, dlq_topic="p.dlq", partition=2, offset=17, failure="0123abcd",
+                              now=NOW)
     assert headers == [("amqp.message_id", b"000001/x"), ("redrive.from", b"p.dlq:2:17"),
-                       ("redrive.time", NOW.isoformat().encode())]
+                       ("redrive.failure", b"0123abcd"), ("redrive.time", NOW.isoformat().encode())]
     assert DeadLetter.from_headers(letter.headers).source_offset == 41
+
+
+def test_a_redrive_that_fails_the_same_way_is_a_repeat_and_one_that_fails_otherwise_is_not():
+    body = b"not json"
+    same = failure_id("parser", "parse_error", body)
+    sent = redrive_headers([("amqp.message_id", b"m")], dlq_topic="p.dlq", partition=0, offset=1, failure=same)
+    assert repeat_of("parser", "parse_error", body, sent) == same
+    assert repeat_of("parser", "partial", body, sent) is None  # fails otherwise after a fix: a new failure
+    assert repeat_of("sink", "parse_error", body, sent) is None
+    assert repeat_of("parser", "parse_error", b"other", sent) is None
+    assert repeat_of("parser", "parse_error", body, [("amqp.message_id", b"m")]) is None  # never redriven
+    headers = dlq_headers(stage="parser", reason="parse_error", error="e", topic="p.raw", partition=0, offset=9,
+                          original=sent, repeat=same)
+    assert header_map(headers)["dlq.repeat"] == same.encode()
+
+
+def test_a_repeat_updates_last_seen_and_reopens_without_adding_a_copy():
+    first = _letter(value=b"A", offset=1)
+    redrive = NOW + timedelta(minutes=5)
+    same = failure_id("parser", "parse_error", b"A")
+    sent = redrive_headers(first.headers, dlq_topic="p.dlq", partition=0, offset=1, failure=same, now=redrive)
+    repeat = Letter(0, 3, None, None, dlq_headers(stage="parser", reason="parse_error", error="again",
+                                                  topic="p.raw", partition=0, offset=8, original=sent,
+                                                  now=redrive + timedelta(seconds=1), repeat=same))
+    (f,) = group_failures([first, _marker(first, redrive), repeat])
+    assert (len(f.copies), len(f.repeats), f.state, f.address) == (1, 1, "reopened", "0:1")  # body at its first
+    assert (f.first_seen, f.last_seen) == (NOW, redrive + timedelta(seconds=1))
+    row_ = failure_row(f)
+    assert (row_[0], row_[2], row_[3], row_[4]) == ("0:1", "2024-06-01 12:05:01", "1", "reopened")
+    # Its copy aged out: still listed, with 0 copies (redrive leaves it out).
+    (orphan,) = group_failures([repeat])
+    assert (orphan.id, len(orphan.copies), orphan.address) == (same, 0, "0:3")
 
 
 # ------------------------------------------------------------------ on the real pipeline
@@ -256,42 +293,105 @@ def test_refused_for_a_missing_time_zone_then_redriven_after_the_fix(pipeline, s
     assert [r["state"] for r in _rows(_edge(p.env, "dlq", "list", "--all"))] == ["resolved"]
 
 
-def _dead_letters(kafka) -> list:
-    return [r for r in read_all(kafka, kafka.dlq_topic, idle=0.5) if "redrive.origin" not in dict(r.headers())]
+def _status_dlq_records(env: dict) -> int | None:
+    """What ``edge status --json`` says the DLQ topic holds (exit 1: no service runs here)."""
+    done = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--json"], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout)["dlq"]["records"]
 
 
-def test_replays_and_redrives_of_messages_that_still_fail_add_copies_not_rows(pipeline):
+def _known_counted(textfile) -> float:
+    samples = {(s.name, tuple(s.labels.items())): s.value
+               for family in text_string_to_metric_families(textfile.read_text()) for s in family.samples}
+    return samples.get(("edge_parser_dlq_known_total", (("reason", "parse_error"),)), 0.0)
+
+
+def test_replays_write_one_dead_letter_per_failure_however_often_they_meet_it(pipeline, tmp_path):
     p = pipeline
     started = datetime.now(UTC) - timedelta(minutes=1)
-    bodies = [f"not json {n}".encode() for n in range(3)]
+    bodies = [b"not json 0", b"not json 1", b"not json 2", b"not json 0"]  # the first one twice in the raw topic
     produce_all(p.kafka, p.kafka.raw_topic, bodies, headers=[("amqp.message_id", b"bad")])
-    p.start("parse")
-    wait_for(lambda: len(_dead_letters(p.kafka)) == 3, 60, what="three dead letters")
-    for _ in range(2):  # each replay dead-letters the three again
+    outs, known = [], []
+    for run in range(2):
+        textfile = tmp_path / f"replay{run}.prom"
         done = subprocess.run([sys.executable, "-m", "edge.cli", "replay", "--from", started.isoformat(),
-                               "--group-id", f"replay-{p.groups['parse']}"], cwd=ROOT,
-                              env={**os.environ, **p.env}, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0 and "dead-lettered: parse_error 3" in done.stdout, done.stdout + done.stderr
-    assert len(_dead_letters(p.kafka)) == 9
+                               "--group-id", f"replay-{p.groups['parse']}", "--metrics-textfile", str(textfile)],
+                              cwd=ROOT, env={**os.environ, **p.env}, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outs.append(done.stdout)
+        known.append(_known_counted(textfile))
+    # The first replay writes each failure once (the repeated body once); the second writes nothing.
+    assert "dead-lettered: parse_error 4; 1 already in the DLQ, not added again" in outs[0], outs[0]
+    assert "dead-lettered: parse_error 4; 4 already in the DLQ, not added again" in outs[1], outs[1]
+    assert known == [1.0, 4.0]
+    records = read_all(p.kafka, p.kafka.dlq_topic, idle=0.5)  # every record of the topic, markers included
+    assert sorted(r.value() for r in records) == sorted(set(bodies))
     listing = _edge(p.env, "dlq", "list")
-    rows = _rows(listing)
-    assert [(r["copies"], r["state"], r["reason"]) for r in rows] == [("3", "open", "parse_error")] * 3
-    assert listing.splitlines()[-1] == f"3 failures (9 dead-letter records) in {p.kafka.dlq_topic}"
+    assert [(r["copies"], r["state"]) for r in _rows(listing)] == [("1", "open")] * 3
+    assert listing.splitlines()[-1] == f"3 failures (3 dead-letter records) in {p.kafka.dlq_topic}"
+    wait_for(lambda: _status_dlq_records(p.env) == 3, 30, what="edge status counting 3 DLQ records")
 
-    # Redriven without a fix, twice: one record sent each time, failing again each time.
-    target = rows[0]
-    for copies in (4, 5):
-        out = _edge(p.env, "dlq", "redrive", "--offsets", f"{target['at']}-{target['at'].split(':')[1]}")
+
+def _exactly(n: int, records: list) -> list | None:
+    return records if len(records) == n else None
+
+
+def _repeats(kafka) -> list:
+    return [r for r in read_all(kafka, kafka.dlq_topic, idle=0.5) if "dlq.repeat" in dict(r.headers())]
+
+
+def test_a_redrive_that_still_fails_adds_no_copy_and_one_after_the_fix_resolves(pipeline, sample_bytes):
+    p = pipeline
+    refused = sample_bytes.replace(b'"000001"', f'"{SITE}"'.encode()).replace(
+        json.loads(sample_bytes.decode(errors="replace"), strict=False)["header"]["timestamp"].encode(),
+        EPOCH_LOCAL.encode())
+    other = b"not json"
+    produce_all(p.kafka, p.kafka.raw_topic, [refused, other], headers=[("amqp.message_id", b"m")])
+    parser = p.start("parse")
+    p.start("sink")
+    dead = wait_for(lambda: _exactly(2, read_all(p.kafka, p.kafka.dlq_topic, idle=0.5)), 60,
+                    what="two dead letters")
+    (original,) = [d for d in dead if d.value() == refused]
+    address = f"{original.partition()}:{original.offset()}"
+    failure = failure_id("parser", "parse_error", refused)
+
+    # Redriven without a fix, twice: each time a resolution marker and a body-less repeat, no copy.
+    for n in (1, 2):
+        out = _edge(p.env, "dlq", "redrive", "--offsets", f"{address}-{original.offset()}")
         assert "sent and acknowledged 1 record:" in out, out
-        wait_for(lambda: len(_dead_letters(p.kafka)) == 6 + copies, 60, what=f"copy {copies} dead-lettered")
-        rows = _rows(_edge(p.env, "dlq", "list"))
-        assert len(rows) == 3
-        (again,) = [r for r in rows if r["copies"] != "3"]
-        assert (again["copies"], again["state"]) == (str(copies), "reopened")
+        repeats = wait_for(lambda: _exactly(n, _repeats(p.kafka)), 60, what=f"repeat {n}")
+        latest = max(repeats, key=lambda r: dict(r.headers())["dlq.time"])
+        headers = dict(latest.headers())
+        assert not latest.value() and headers["dlq.repeat"] == failure.encode()
+        assert headers["redrive.failure"] == failure.encode() and headers["dlq.reason"] == b"parse_error"
+        assert headers["dlq.source.topic"] == p.kafka.raw_topic.encode()
+        records = read_all(p.kafka, p.kafka.dlq_topic, idle=0.5)
+        assert sorted(r.value() for r in records if r.value()) == sorted([refused, other])  # the bodies once
+        assert len(records) == 2 + 2 * n  # the two dead letters; per redrive a resolution marker and a repeat
+        listing = _edge(p.env, "dlq", "list")
+        assert listing.splitlines()[-1] == f"2 failures (2 dead-letter records, {n} repeat marker" \
+                                           f"{'s' if n > 1 else ''}) in {p.kafka.dlq_topic}"
+        rows = _rows(listing)
+        (again,) = [r for r in rows if r["site"] == SITE]
+        assert (again["at"], again["copies"], again["state"]) == (address, "1", "reopened")  # body at its first
+        assert again["last seen"] == headers["dlq.time"].decode()[:19].replace("T", " ")
         assert rows[-1] == again  # last seen: the newest at the bottom
-        target = again
+        wait_for(lambda: _status_dlq_records(p.env) == len(records), 30, what=f"edge status: {len(records)}")
     redriven = [r for r in read_all(p.kafka, p.kafka.raw_topic, idle=0.5) if "redrive.from" in dict(r.headers())]
-    assert len(redriven) == 2 and redriven[0].value() == redriven[1].value()
+    assert len(redriven) == 2 and {dict(r.headers())["redrive.failure"] for r in redriven} == {failure.encode()}
+
+    # The fix (the site's time zone), one more redrive: the points arrive, resolved, one more marker only.
+    parser.terminate()
+    p.env["EDGE_PARSER__SITE_TIMEZONES"] = json.dumps({SITE: "America/New_York"})
+    p.start("parse", "-fixed")
+    wait_for(lambda: _metrics_up(p.ports["parse"]), 30, what="fixed parser's metrics")
+    _edge(p.env, "dlq", "redrive", "--offsets", f"{address}-{original.offset()}")
+    wait_for(lambda: _site_points(p) == 17, 90, what="the redriven message's points")
+    (fixed,) = [r for r in _rows(_edge(p.env, "dlq", "list", "--all")) if r["site"] == SITE]
+    assert (fixed["at"], fixed["copies"], fixed["state"]) == (address, "1", "resolved")
+    records = read_all(p.kafka, p.kafka.dlq_topic, idle=0.5)
+    assert len(records) == 2 + 2 * 2 + 1 and len(_repeats(p.kafka)) == 2
+    wait_for(lambda: _status_dlq_records(p.env) == 7, 30, what="edge status: 7")
 
 
 @pytest.fixture

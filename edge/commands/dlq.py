@@ -3,7 +3,8 @@ sending them back through the pipeline once their cause is fixed.
 
 - ``list [--reason R] [--stage S] [--since T] [--all]``: one row per failure
   (stage, reason, body; ``edge.ops.dlq_failures``) with its copies, first and
-  last seen and state, sorted by last seen; resolved failures only with ``--all``.
+  last seen (repeat markers included) and state, sorted by last seen; resolved
+  failures only with ``--all``.
 - ``show ADDRESS [--raw | --out FILE]``: every header and the body of one record
   (``PARTITION:OFFSET``), control bytes and invalid UTF-8 escaped; ``--raw`` writes
   the body byte-exact to stdout, ``--out`` to a file.
@@ -104,7 +105,9 @@ def _list(kafka: KafkaSettings, args: argparse.Namespace) -> int:
     shown, hidden = _failures(kafka, args)
     print(table([failure_row(f) for f in shown], args.width, COLUMNS))
     copies = sum(len(f.copies) for f in shown)
-    summary = f"{count(len(shown), 'failure')} ({count(copies, 'dead-letter record')}) in {kafka.dlq_topic}"
+    repeats = sum(len(f.repeats) for f in shown)
+    summary = f"{count(len(shown), 'failure')} ({count(copies, 'dead-letter record')}" + (
+        f", {count(repeats, 'repeat marker')}" if repeats else "") + f") in {kafka.dlq_topic}"
     if hidden:
         summary += f"; {hidden} resolved not shown (--all shows them)"
     print(summary)
@@ -117,7 +120,11 @@ def _redrive(kafka: KafkaSettings, args: argparse.Namespace) -> int:
         if failure.latest.dead_letter.stage not in REDRIVE_TARGET:
             print(f"redrive: {failure.address}: stage {failure.latest.dead_letter.stage!r} unknown,"
                   " left in the DLQ", file=sys.stderr)
-    chosen = [f for f in chosen if f.latest.dead_letter.stage in REDRIVE_TARGET]
+        elif not failure.copies:
+            d = failure.latest.dead_letter
+            print(f"redrive: {failure.address}: its body aged out of the DLQ (only repeat markers left), left out;"
+                  f" it is at {d.source_topic}:{d.source_partition}:{d.source_offset}", file=sys.stderr)
+    chosen = [f for f in chosen if f.latest.dead_letter.stage in REDRIVE_TARGET and f.copies]
     print(table([failure_row(f) for f in chosen], columns=COLUMNS))
     plan = Counter(REDRIVE_TARGET[f.latest.dead_letter.stage] for f in chosen)
     where = ", ".join(f"{n} -> {getattr(kafka, f'{t}_topic')}" for t, n in sorted(plan.items())) or "nothing"

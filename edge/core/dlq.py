@@ -9,12 +9,18 @@ Headers (all UTF-8):
   dlq.error            human-readable detail
   dlq.source.topic / dlq.source.partition / dlq.source.offset
   dlq.time             when it was dead-lettered (ISO 8601, UTC)
+  dlq.repeat           on a repeat marker only: the failure id it repeats
 The input record's own headers (e.g. amqp.*) are kept after these.
 
 One *failure* is (stage, reason, source body bytes): every record with the same
-three is a copy of it (a replay or a redrive that meets the same failure writes
-another). ``failure_id`` names it, computed from the record itself, so records
-written before the id existed group too. ``edge dlq`` lists failures, not copies.
+three is a copy of it. ``failure_id`` names it, computed from the record itself,
+so records written before the id existed group too. ``edge dlq`` lists failures,
+not copies. Copies are avoided where they can be: a replay writes none of a
+failure the DLQ already holds, and a redriven record that meets the same failure
+again is written as a *repeat marker* (``repeat_of``): no body, the ``dlq.*``
+headers plus ``dlq.repeat`` = the failure id, the body staying at its first
+record. What can still write a copy: the live stages meeting the same bad input
+twice (a gateway that resends, at-least-once re-delivery after a crash).
 
 A *resolution marker* is a record ``edge dlq redrive`` writes to the DLQ once the
 redriven message is acknowledged by its stage's input topic: no body, no ``dlq.*``
@@ -43,6 +49,7 @@ REASONS = {
 }
 
 MAX_ERROR_CHARS = 2000
+REPEAT = "dlq.repeat"
 FAILURE_ID_CHARS = 16  # 64 bits of SHA-256: no accidental collision in a DLQ's lifetime
 
 Header = tuple[str, bytes]
@@ -58,7 +65,10 @@ def dlq_headers(
     offset: int,
     original: list[Header] | None = None,
     now: datetime | None = None,
+    repeat: str | None = None,
 ) -> list[Header]:
+    """The headers of a dead letter; with ``repeat`` (a failure id), of a repeat
+    marker of that failure (written without a body)."""
     if reason not in REASONS:
         raise ValueError(f"unknown DLQ reason {reason!r}")
     when = (now or datetime.now(timezone.utc)).isoformat()
@@ -71,6 +81,8 @@ def dlq_headers(
         ("dlq.source.offset", str(offset).encode()),
         ("dlq.time", when.encode()),
     ]
+    if repeat is not None:
+        headers.append((REPEAT, repeat.encode()))
     headers.extend(h for h in (original or []) if not h[0].startswith("dlq."))
     return headers
 
@@ -146,13 +158,13 @@ class DeadLetter:
 # ---------------------------------------------------------------- redrive
 
 # Set on a record an operator sent back from the DLQ (``edge dlq redrive``): where
-# in the DLQ it came from (``<topic>:<partition>:<offset>``) and when. Not ``dlq.*``,
-# so a record that fails again keeps them in its new DLQ record.
+# in the DLQ it came from (``<topic>:<partition>:<offset>``), its failure id and
+# when. Not ``dlq.*``, so a record that fails again keeps them in its new DLQ record.
 REDRIVE_FROM = "redrive.from"
 REDRIVE_TIME = "redrive.time"
+REDRIVE_FAILURE = "redrive.failure"  # also on a resolution marker
 # On a resolution marker (see the module's docstring).
 REDRIVE_ORIGIN = "redrive.origin"
-REDRIVE_FAILURE = "redrive.failure"
 REDRIVE_TO = "redrive.to"
 
 # The topic a stage's dead letters go back to: the input of that stage.
@@ -160,16 +172,31 @@ REDRIVE_TARGET = {"parser": "raw", "sink": "parsed"}
 
 
 def redrive_headers(
-    headers: list[Header] | None, *, dlq_topic: str, partition: int, offset: int, now: datetime | None = None
+    headers: list[Header] | None, *, dlq_topic: str, partition: int, offset: int, failure: str,
+    now: datetime | None = None,
 ) -> list[Header]:
     """The original record's headers (without ``dlq.*`` and any earlier
-    ``redrive.*``) plus where in the DLQ this record was redriven from, and when."""
+    ``redrive.*``) plus where in the DLQ this record was redriven from, the
+    failure it is a copy of, and when."""
     kept = [(k, v) for k, v in (headers or []) if not k.startswith(("dlq.", "redrive."))]
     when = (now or datetime.now(timezone.utc)).isoformat()
     return kept + [
         (REDRIVE_FROM, f"{dlq_topic}:{partition}:{offset}".encode()),
+        (REDRIVE_FAILURE, failure.encode()),
         (REDRIVE_TIME, when.encode()),
     ]
+
+
+def repeat_of(stage: str, reason: str, body: bytes | None, headers: list[Header] | None) -> str | None:
+    """The failure id when a redriven record (``redrive.failure``) fails again
+    the same way: its DLQ record is then a repeat marker, not another copy of the
+    body. None for any other record, and for a redrive that fails differently
+    (another reason after a fix: a new failure, written in full)."""
+    sent = header_map(headers).get(REDRIVE_FAILURE)
+    if sent is None:
+        return None
+    failure = failure_id(stage, reason, body)
+    return failure if sent == failure.encode() else None
 
 
 def resolution_headers(*, origin: str, failure: str, sent_to: str, when: datetime) -> list[Header]:

@@ -8,7 +8,10 @@ acknowledged and it is read again after the restart. Nothing is lost by giving u
 
 ``DeadLetters.send`` is the one way any stage writes to ``<prefix>.dlq``: the
 original bytes and key, the original headers, and ``dlq.*`` headers saying why and
-where from (``edge.core.dlq``).
+where from (``edge.core.dlq``). A redriven record that fails the same way again
+is written as a body-less repeat marker (``edge.core.dlq.repeat_of``). Given the
+failure ids the DLQ holds (``known``, what ``edge replay`` reads first), it writes
+nothing for those and adds each one it writes: one record per failure.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Producer
 
-from edge.core.dlq import dlq_headers
+from edge.core.dlq import dlq_headers, failure_id, repeat_of
 from edge.kafka.config import producer_config
 from edge.config.settings import KafkaSettings
 
@@ -69,19 +72,39 @@ class StageProducer:
 
 
 class DeadLetters:
-    """``<prefix>.dlq`` for one stage, counted by reason."""
+    """``<prefix>.dlq`` for one stage, counted by reason (``counter``). With
+    ``known`` (failure ids already in the DLQ), a failure in it is counted in
+    ``known_counter`` and in ``skipped``, and not written."""
 
-    def __init__(self, producer: StageProducer, topic: str, stage: str, counter):
+    def __init__(self, producer: StageProducer, topic: str, stage: str, counter, *,
+                 known: set[str] | None = None, known_counter=None):
         self.producer = producer
         self.topic = topic
         self.stage = stage
         self.counter = counter
+        self.known = known
+        self.known_counter = known_counter
+        self.skipped = 0
 
     def send(self, msg, reason: str, error: str, on_delivery: Callable | None = None) -> bool:
+        """True once queued (or known and skipped); False if the stage stops first."""
+        body, original = msg.value(), msg.headers()
+        repeat = None
+        if self.known is not None:  # replay: the DLQ's content is known, a copy never needed
+            failure = failure_id(self.stage, reason, body)
+            if failure in self.known:
+                self.skipped += 1
+                if self.known_counter is not None:
+                    self.known_counter.labels(reason=reason).inc()
+                return True
+        else:
+            repeat = repeat_of(self.stage, reason, body, original)
         headers = dlq_headers(stage=self.stage, reason=reason, error=error, topic=msg.topic(),
-                              partition=msg.partition(), offset=msg.offset(), original=msg.headers())
-        queued = self.producer.produce(self.topic, msg.value(), key=msg.key(), headers=headers,
+                              partition=msg.partition(), offset=msg.offset(), original=original, repeat=repeat)
+        queued = self.producer.produce(self.topic, None if repeat else body, key=msg.key(), headers=headers,
                                        on_delivery=on_delivery)
         if queued:
             self.counter.labels(reason=reason).inc()
+            if self.known is not None:
+                self.known.add(failure)
         return queued

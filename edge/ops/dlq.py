@@ -7,7 +7,9 @@ Reads are bounded (to each partition's end at the time of reading), assign-only
 may be anywhere in it (the DLQ's retention bounds it: 30 days by default).
 
 Redrive sends a failure's latest copy, with its original key and headers plus
-``redrive.from`` (the DLQ address) and ``redrive.time``, to ``<prefix>.raw``
+``redrive.from`` (the DLQ address), ``redrive.failure`` (its failure id: a stage
+that fails it the same way again writes a repeat marker, not another copy) and
+``redrive.time``, to ``<prefix>.raw``
 (parser stage) or ``<prefix>.parsed`` (sink stage). Once Kafka acknowledged it,
 a resolution marker goes to the DLQ (``edge.core.dlq.resolution_headers``);
 a send that was not acknowledged gets no marker, so the failure stays open.
@@ -27,7 +29,7 @@ from edge.core.lifecycle import StopSignal
 from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import StageProducer
 from edge.kafka.topic_reader import TopicReader
-from edge.ops.dlq_failures import Failure
+from edge.ops.dlq_failures import Failure, failure_of, is_marker, is_repeat
 from edge.ops.dlq_view import Letter, parse_address
 from edge.runtime.supervision import ServiceRuntime
 
@@ -49,6 +51,13 @@ def read_letters(kafka: KafkaSettings) -> tuple[list[Letter], list[int]]:
         return letters, reader.partitions()
     finally:
         reader.close()
+
+
+def known_failures(kafka: KafkaSettings) -> set[str]:
+    """The ids of the failures whose body the DLQ holds (a record with ``dlq.*``
+    headers that is neither a resolution nor a repeat marker)."""
+    letters, _partitions = read_letters(kafka)
+    return {failure_of(letter) for letter in letters if not is_marker(letter) and not is_repeat(letter)}
 
 
 def read_one(kafka: KafkaSettings, address: str) -> Letter:
@@ -93,7 +102,7 @@ def redrive(kafka: KafkaSettings, failures: list[Failure], now: datetime | None 
         letter = failure.latest
         topic = targets[REDRIVE_TARGET[letter.dead_letter.stage]]
         headers = redrive_headers(letter.headers, dlq_topic=kafka.dlq_topic, partition=letter.partition,
-                                  offset=letter.offset, now=when)
+                                  offset=letter.offset, failure=failure.id, now=when)
         producer.produce(topic, letter.value, key=letter.key, headers=headers, on_delivery=on_sent(failure))
         producer.poll(0)
         sent[topic] += 1

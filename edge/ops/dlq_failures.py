@@ -1,19 +1,24 @@
 """Dead letters grouped into failures, with their state. Pure.
 
 A failure is (stage, reason, source body bytes) (``edge.core.dlq.failure_id``).
-Each replay of a window, and each redrive of a message that still fails, writes
-another DLQ record for the same failure: a *copy*. Copies are kept (the DLQ is
-append-only, and a copy is evidence: it says the failure happened again, and
-when); they are collapsed here, into one row per failure with the number of
-copies and when it was first and last seen.
+A replay writes none of a failure the DLQ holds, and a redrive that fails the
+same way again writes a body-less *repeat marker* (``dlq.repeat`` = the failure
+id), but the live stages meeting the same bad input twice (a resend, a
+re-delivery after a crash) write another record with the body: a *copy*. Both
+are collapsed here, into one row per failure with the number of copies (records
+with the body) and when it was first and last seen (a repeat counts as seen).
 
 State, from the resolution markers ``edge dlq redrive`` writes:
 
 - ``open``: never redriven;
 - ``resolved``: redriven, and no copy since;
-- ``reopened``: a copy arrived after the latest redrive (dead-lettered after the
-  redrive's moment, or carrying that redrive's ``redrive.time``): the cause is
-  not fixed.
+- ``reopened``: a copy or a repeat arrived after the latest redrive
+  (dead-lettered after the redrive's moment, or carrying that redrive's
+  ``redrive.time``): the cause is not fixed.
+
+A failure whose every copy aged out of the DLQ while a repeat stayed is listed
+with 0 copies; its body is still in the source topic (the repeat's
+``dlq.source.*``), and redrive leaves it out.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from edge.core.dlq import REDRIVE_FAILURE, REDRIVE_ORIGIN, REDRIVE_TIME, failure_id, header_map, parse_time
+from edge.core.dlq import REDRIVE_FAILURE, REDRIVE_ORIGIN, REDRIVE_TIME, REPEAT, failure_id, header_map, parse_time
 from edge.ops.dlq_view import Letter, Selection, row
 
 OPEN, RESOLVED, REOPENED = "open", "resolved", "reopened"
@@ -35,7 +40,14 @@ def is_marker(letter: Letter) -> bool:
     return REDRIVE_ORIGIN in header_map(letter.headers)
 
 
+def is_repeat(letter: Letter) -> bool:
+    """A repeat marker: the failure happened again, its body is at another record."""
+    return REPEAT in header_map(letter.headers)
+
+
 def failure_of(letter: Letter) -> str:
+    if is_repeat(letter):
+        return header_map(letter.headers)[REPEAT].decode("utf-8", "replace")
     d = letter.dead_letter
     return failure_id(d.stage, d.reason, letter.value)
 
@@ -51,30 +63,37 @@ def _redrive_time(letter: Letter) -> datetime | None:
 
 @dataclass
 class Failure:
-    """One failure: its copies (oldest first) and the moments it was redriven."""
+    """One failure: its copies (records with the body, oldest first), its
+    repeats (body-less, oldest first) and the moments it was redriven."""
 
     id: str
     copies: list[Letter] = field(default_factory=list)
+    repeats: list[Letter] = field(default_factory=list)
     redriven: list[datetime] = field(default_factory=list)
 
     @property
+    def records(self) -> list[Letter]:
+        return self.copies + self.repeats
+
+    @property
     def latest(self) -> Letter:
-        return self.copies[-1]
+        """The latest copy (the latest repeat when no copy is left)."""
+        return (self.copies or self.repeats)[-1]
 
     @property
     def first_seen(self) -> datetime:
-        return _seen(self.copies[0])
+        return min(map(_seen, self.records))
 
     @property
     def last_seen(self) -> datetime:
-        return _seen(self.latest)
+        return max(map(_seen, self.records))
 
     @property
     def state(self) -> str:
         if not self.redriven:
             return OPEN
         last = max(self.redriven)
-        for copy in self.copies:
+        for copy in self.records:
             again = _redrive_time(copy)
             if _seen(copy) > last or (again is not None and again >= last):
                 return REOPENED
@@ -96,9 +115,11 @@ def group_failures(letters: list[Letter]) -> list[Failure]:
             markers.append(letter)
             continue
         key = failure_of(letter)
-        failures.setdefault(key, Failure(key)).copies.append(letter)
+        failure = failures.setdefault(key, Failure(key))
+        (failure.repeats if is_repeat(letter) else failure.copies).append(letter)
     for failure in failures.values():
         failure.copies.sort(key=lambda c: (_seen(c), c.partition, c.offset))
+        failure.repeats.sort(key=lambda c: (_seen(c), c.partition, c.offset))
     for marker in markers:
         headers = header_map(marker.headers)
         failure = failures.get(headers.get(REDRIVE_FAILURE, b"").decode("utf-8", "replace"))
@@ -109,8 +130,8 @@ def group_failures(letters: list[Letter]) -> list[Failure]:
 
 
 def select(failures: list[Failure], selection: Selection) -> list[Failure]:
-    """The failures one of whose copies the selection picks."""
-    return [f for f in failures if any(selection(c) for c in f.copies)]
+    """The failures one of whose records (copies or repeats) the selection picks."""
+    return [f for f in failures if any(selection(c) for c in f.records)]
 
 
 def _moment(when: datetime) -> str:
@@ -118,7 +139,8 @@ def _moment(when: datetime) -> str:
 
 
 def failure_row(failure: Failure) -> tuple[str, ...]:
-    """A table row: the latest copy's row with first/last seen, copies and state."""
+    """A table row: the latest copy's row (its address holds the body) with
+    first/last seen (repeats included), copies and state."""
     at, _time, *rest = row(failure.latest)
     return (at, _moment(failure.first_seen), _moment(failure.last_seen), str(len(failure.copies)),
             failure.state, *rest)

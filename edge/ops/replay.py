@@ -10,6 +10,12 @@ it or committing (the live parser is not disturbed); waits for every delivery,
 then exits. First it surveys the topic and says what it will read
 (``edge.ops.replay_plan``); ``dry_run`` stops there. The run reads exactly the
 planned offsets and ends with a summary of what became of each message.
+
+One DLQ record per failure: before replaying, the run reads the DLQ once and
+collects the failure ids it holds (``edge.ops.dlq.known_failures``); a message
+refused again for a failure already there, or already written by this run, is
+counted (``edge_parser_dlq_known_total{reason}``, the summary's "already in the
+DLQ") and not written again.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from edge.kafka.health import KafkaHealth
 from edge.kafka.producer import DeadLetters, StageProducer
 from edge.kafka.topic_reader import TopicReader
 from edge.ops.config_check import to_toml
+from edge.ops.dlq import known_failures
 from edge.ops.replay_plan import PartitionPlan, Plan, Progress, Window, checked_end, checked_start, end_offset, start_offset
 from edge.parser.handler import RawHandler
-from edge.parser.metrics import DLQ_RECORDS, FAMILIES
+from edge.parser.metrics import DLQ_KNOWN, DLQ_RECORDS, FAMILIES
 from edge.runtime.progress import ProgressReport, want_bar
 from edge.runtime.supervision import ServiceRuntime
 from edge.runtime.textfile import write_textfile
@@ -57,10 +64,18 @@ class ReplayShell:
         supervisor = ServiceRuntime("replay", settings.metrics, log, env={})
         self.producer = StageProducer(kafka, "edge-replay", stop=stop, supervisor=supervisor,
                                       health=KafkaHealth(log), **{"linger.ms": 20})
-        dead = DeadLetters(self.producer, kafka.dlq_topic, "parser", DLQ_RECORDS)
-        self.handler = RawHandler.from_settings(settings, self.producer.produce, dead.send)
+        # Filled from the DLQ just before the run (``know_the_dlq``), and by the run itself.
+        self.dead = DeadLetters(self.producer, kafka.dlq_topic, "parser", DLQ_RECORDS, known=set(),
+                                known_counter=DLQ_KNOWN)
+        self.handler = RawHandler.from_settings(settings, self.producer.produce, self.dead.send)
         self.failures = 0
         self.last_failure = ""
+
+    def know_the_dlq(self, kafka, log) -> None:
+        """The failure ids the DLQ holds now: a replay writes none of them again."""
+        known = known_failures(kafka)
+        self.dead.known.update(known)
+        log.info("replay_dlq_read", topic=kafka.dlq_topic, failures=len(known))
 
     def delivered(self, err, _msg) -> None:
         if err is not None:
@@ -77,9 +92,8 @@ class ReplayShell:
 def survey(reader: TopicReader, window: Window, given_to: bool) -> list[PartitionPlan]:
     """Per partition, the offsets the replay reads and the timestamps at both ends
     (``edge.ops.replay_plan`` says why the broker's answers are checked)."""
-    marks = reader.watermarks()
-    tails = reader.last_records(1)
-    log_end = {p: (tails[p][-1].offset() + 1 if tails.get(p) else marks[p][1]) for p in marks}
+    marks = reader.extents()
+    log_end = {p: end for p, (_low, end) in marks.items()}
     at_from = reader.offsets_at(window.from_ms)
     at_to = reader.offsets_at(window.to_ms) if given_to else {}
     starts = {p: start_offset(at_from.get(p, -1), marks[p][0], log_end[p]) for p in marks}
@@ -146,6 +160,7 @@ class Replay:
             report.close()
         left = self.shell.flush()
         progress.seconds = time.monotonic() - began
+        progress.known = self.shell.dead.skipped
         if left or self.shell.failures:
             raise UnreachableError(
                 f"kafka: {left + self.shell.failures} records not delivered ({self.shell.last_failure or 'timeout'});"
@@ -186,6 +201,7 @@ def replay(settings: ParserSettings, options: ReplayOptions, *, stop, log, out) 
         if options.dry_run:
             print("dry run: nothing was replayed", file=out)
             return 0
+        shell.know_the_dlq(kafka, log)
         try:
             progress = Replay(shell, options.sites, log).run(plan, want_bar(options.progress))
         finally:

@@ -142,6 +142,7 @@ class Progress:
     outside_window: int = 0
     other_sites: int = 0
     seconds: float = 0.0
+    known: int = 0  # dead-lettered ones whose failure the DLQ already held: not written again
 
     @property
     def messages(self) -> int:
@@ -163,7 +164,7 @@ class Progress:
     def counts(self) -> dict:
         """Flat counts for a log line."""
         return {"read": self.read, "planned": self.expected, "points": self.points,
-                "outside_window": self.outside_window, "other_sites": self.other_sites,
+                "outside_window": self.outside_window, "other_sites": self.other_sites, "dlq_known": self.known,
                 **{kind: n for kind, n in sorted(self.outcomes.items())}, "seconds": round(self.seconds, 2)}
 
     def summary(self, state: str) -> list[str]:
@@ -176,6 +177,7 @@ class Progress:
             f" ({self.rate:.0f} msgs/s, {points_rate:.0f} points/s)",
             f"  parsed: {parsed} messages; {self.points} points produced",
             f"  partial: {partial} (usable points produced, the message to the DLQ as partial)",
-            "  dead-lettered: " + (", ".join(f"{kind} {n}" for kind, n in refused) if refused else "0"),
+            "  dead-lettered: " + (", ".join(f"{kind} {n}" for kind, n in refused) if refused else "0")
+            + (f"; {self.known} already in the DLQ, not added again" if self.known else ""),
             f"  skipped: {self.outside_window} outside the window, {self.other_sites} of other sites",
         ]

@@ -16,6 +16,11 @@ from edge.parser.errors import ParseResult
 MESSAGES_IN = Counter("edge_parser_messages", "Raw messages consumed")
 POINTS_OUT = Counter("edge_parser_points", "Points produced to the parsed topic")
 DLQ_RECORDS = Counter("edge_parser_dlq_records", "Raw messages sent to the DLQ", ["reason"])
+DLQ_KNOWN = Counter(
+    "edge_parser_dlq_known",
+    "Raw messages a replay refused again whose failure the DLQ already held: not written again",
+    ["reason"],
+)
 DROPPED_VALUES = Counter("edge_parser_dropped_values", "NaN/infinite readings dropped")
 EMPTY_POINTS = Counter("edge_parser_empty_points", "Points not emitted: no field left")
 
@@ -76,6 +81,6 @@ def count_error(reason: str, fallback: str | None = None) -> None:
 
 
 # Every family above: what a replay writes to its metrics textfile.
-FAMILIES = tuple(metric._name for metric in (MESSAGES_IN, POINTS_OUT, DLQ_RECORDS, DROPPED_VALUES, EMPTY_POINTS,
-                                             AMBIGUOUS_LOCAL_TIMES, NONEXISTENT_LOCAL_TIMES, DUPLICATE_POINTS,
+FAMILIES = tuple(metric._name for metric in (MESSAGES_IN, POINTS_OUT, DLQ_RECORDS, DLQ_KNOWN, DROPPED_VALUES,
+                                             EMPTY_POINTS, AMBIGUOUS_LOCAL_TIMES, NONEXISTENT_LOCAL_TIMES, DUPLICATE_POINTS,
                                              UNUSABLE_READINGS, FALLBACKS))
