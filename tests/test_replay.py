@@ -69,6 +69,10 @@ def test_plan_and_summary_in_words():
     assert "read 7 of 7 planned messages" in summary and "34 points produced" in summary
     assert "dead-lettered: nonexistent_local_time 1, parse_error 1" in summary
     assert "skipped: 1 outside the window, 2 of other sites" in summary
+    p.known = 2  # refused again, but their failures were in the DLQ already: not written again
+    assert "dead-lettered: nonexistent_local_time 1, parse_error 1; 2 already in the DLQ, not added again" in \
+        "\n".join(p.summary("done"))
+    assert p.counts()["dlq_known"] == 2
 
 
 # ------------------------------------------------------------------ on the real broker
