@@ -11,6 +11,7 @@ import time
 from datetime import datetime, timezone
 
 from bench.harness import POINTS_PER_MESSAGE, Influx, say
+from bench.pipeline.hops import hop_line, hop_split
 from bench.pipeline.path import Path3, QueueFeeder
 from edge.simulator.messages import MessageTemplate, schedule
 
@@ -65,6 +66,7 @@ def bench_latency(seconds: float, rate: float = 100.0, poll_s: float = 0.01) -> 
     template = MessageTemplate.load()
     start = datetime(2024, 6, 1, tzinfo=timezone.utc)
     published: dict[int, float] = {}  # timestamp ns -> publish time
+    published_wall: dict[int, float] = {}  # the same, wall clock (for Kafka's record timestamps)
     seen: dict[int, float] = {}
     done = threading.Event()
     amqp = SimulatorSettings.load().amqp.model_copy(update={"queue": path.env["EDGE_AMQP__QUEUE"]})
@@ -81,7 +83,7 @@ def bench_latency(seconds: float, rate: float = 100.0, poll_s: float = 0.01) -> 
     poller.start()
     cpu = path.cpu().start()
     try:
-        _publish_steadily(channel, amqp.queue, template, int(seconds * rate), rate, start, published)
+        _publish_steadily(channel, amqp.queue, template, int(seconds * rate), rate, start, published, published_wall)
         connection.close()
         deadline = time.monotonic() + 30
         while len(seen) < len(published) and time.monotonic() < deadline:
@@ -104,14 +106,17 @@ def bench_latency(seconds: float, rate: float = 100.0, poll_s: float = 0.01) -> 
         f"start to first point queryable: {first_s:.1f} s")
     say(f"      {cpu.line()}")
     say(f"      idle, before publishing: {idle.line()[5:]}")
+    wall = time.time() - time.monotonic()
+    say(f"      {hop_line(hop_split(path.prefix, published_wall, {ts: t + wall for ts, t in seen.items()}))}")
     return {"p50": p50, "p99": p99, "missing": missing, "ready_s": ready_s, "first_s": first_s}
 
 
 def _publish_steadily(
-    channel, queue: str, template: MessageTemplate, count: int, rate: float, start: datetime, published: dict[int, float]
+    channel, queue: str, template: MessageTemplate, count: int, rate: float, start: datetime,
+    published: dict[int, float], published_wall: dict[int, float],
 ) -> None:
     """``count`` messages of one site at ``rate`` msgs/s, noting each one's publish
-    time in ``published`` under its timestamp (ns)."""
+    time in ``published`` (monotonic) and ``published_wall`` under its timestamp (ns)."""
     import pika
 
     t0 = time.monotonic()
@@ -119,10 +124,11 @@ def _publish_steadily(
         delay = t0 + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        sent = time.monotonic()
+        sent, sent_wall = time.monotonic(), time.time()
         channel.basic_publish("", queue, template.render(site, ts, 0.05),
                               pika.BasicProperties(delivery_mode=2), mandatory=True)
         published[int(ts.timestamp() * 1e9)] = sent
+        published_wall[int(ts.timestamp() * 1e9)] = sent_wall
 
 
 def _poll_queryable(influx: Influx, start: datetime, published: dict[int, float], seen: dict[int, float],
