@@ -7,7 +7,9 @@ runner owns the rest, once for all stages:
 - the consumer: static group membership (``edge.kafka.config``), subscribe,
   rebalance callbacks, error callback (``edge.kafka.health``);
 - the loop: stop signal, watchdog, READY once the broker answered, backpressure
-  (a stage that holds enough says so and is not fed), consumer lag;
+  (a stage that holds enough says so and is not fed), consumer lag; it waits for
+  one record at most the stage's ``poll_timeout`` and takes the rest already
+  fetched without waiting, so a record is handed over as soon as it arrives;
 - commits: every ``commit_interval_s`` the offsets ``Stage.positions()`` reports
   that moved since the last commit (asynchronously; a failed commit is retried);
   synchronously before a revoked partition is handed over and at shutdown;
@@ -127,7 +129,7 @@ class StageRunner:
 
     def _step(self, stage: Stage) -> None:
         if stage.wants_messages():
-            fetched = self.consumer.consume(self.consume_batch, timeout=stage.poll_timeout())
+            fetched = self._fetch(stage.poll_timeout())
             good = [m for m in fetched if m.error() is None]
             if len(good) != len(fetched):
                 for m in fetched:
@@ -140,6 +142,16 @@ class StageRunner:
         self.lag.refresh(self.consumer)
         if time.monotonic() >= self._next_commit:
             self.commit(asynchronous=True)
+
+    def _fetch(self, wait_s: float) -> list:
+        """Wait up to ``wait_s`` for one record (librdkafka hands it over the moment
+        it arrives), then take what else is already fetched without waiting. A
+        ``consume(n, timeout)`` waits for n records or the whole timeout: at field
+        rates that was the timeout, every time, on every hop."""
+        fetched = self.consumer.consume(1, timeout=wait_s)
+        if fetched and self.consume_batch > 1:
+            fetched += self.consumer.consume(self.consume_batch - 1, timeout=0)
+        return fetched
 
     def _on_fatal(self, err: KafkaError) -> int:
         if err.code() == KafkaError.FENCED_INSTANCE_ID:

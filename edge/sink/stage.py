@@ -111,10 +111,9 @@ class SinkStage:
         now = time.monotonic()
         if self.failing is not None:
             return max(0.0, min(0.5, self.retry_at - now))
-        # consume() waits this long to fill a batch; a record's age only starts once
-        # it is taken, so an idle sink looks again within half a batch age.
-        idle = self.limits.max_age_s / 2
-        return max(0.0, min(idle, self.buffers.next_due(self.limits.max_age_s, now)))
+        # The runner hands a record over as soon as it arrives: wait until what is
+        # held is due by age (0.5 s at most with nothing held).
+        return max(0.0, self.buffers.next_due(self.limits.max_age_s, now))
 
     def process(self, messages: list) -> None:
         self.buffers.take(messages, time.monotonic())
