@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 
 from bench.harness import POINTS_PER_MESSAGE, Influx, say
-from bench.pipeline.hops import hop_line, hop_split
+from bench.pipeline.hops import broker_floor, floor_line, hop_line, hop_split
 from bench.pipeline.path import Path3, QueueFeeder
 from edge.simulator.messages import MessageTemplate, schedule
 
@@ -61,6 +61,7 @@ def bench_latency(seconds: float, rate: float = 100.0, poll_s: float = 0.01) -> 
     from edge.bridge import amqp as amqp_client
     from edge.config.settings import SimulatorSettings
 
+    floor = broker_floor(rate, min(20.0, seconds))
     path = Path3("d")
     path.start()
     template = MessageTemplate.load()
@@ -108,6 +109,7 @@ def bench_latency(seconds: float, rate: float = 100.0, poll_s: float = 0.01) -> 
     say(f"      idle, before publishing: {idle.line()[5:]}")
     wall = time.time() - time.monotonic()
     say(f"      {hop_line(hop_split(path.prefix, published_wall, {ts: t + wall for ts, t in seen.items()}))}")
+    say(f"      {floor_line(floor, rate)}")
     return {"p50": p50, "p99": p99, "missing": missing, "ready_s": ready_s, "first_s": first_s}
 
 

@@ -1,17 +1,21 @@
 """(d)'s latency split by hop, from the record timestamps Kafka keeps (the
 producer's wall clock at produce time): publish -> raw record (the bridge),
 raw -> the last of the message's parsed records (the parser), last parsed record
--> queryable (the sink's fetch, batch and write, InfluxDB, the bench's poll)."""
+-> queryable (the sink's fetch, batch and write, InfluxDB, the bench's poll).
+And the broker's own floor: one bare hop through it at the same rate."""
 
 from __future__ import annotations
 
 import statistics
+import threading
+import time
 import uuid
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench.harness import POINTS_PER_MESSAGE
+from bench.harness import PARTITIONS, POINTS_PER_MESSAGE, create_topic
 from edge.config.settings import KafkaSettings
+from edge.kafka.config import consumer_config, producer_config
 from edge.parser import to_lines
 
 
@@ -59,3 +63,50 @@ def hop_line(hops: dict[str, list[float]]) -> str:
 
     parts = [f"{name} {statistics.median(v) * 1000:,.0f} / {p99(v) * 1000:,.0f} ms" for name, v in hops.items() if v]
     return "by hop, p50 / p99: " + ", ".join(parts) + " (Kafka record timestamps; sink = parsed -> queryable)"
+
+
+def broker_floor(rate: float, seconds: float) -> list[float]:
+    """Seconds from produce() to consume for ``rate`` records a second, one key,
+    through a bare producer and a bare consumer with the services' settings
+    (``edge.kafka.config``) and the runner's way of consuming (one record, then
+    what is already fetched): what one Kafka hop costs on this broker now."""
+    kafka = KafkaSettings()
+    topic = f"bench_floor_{uuid.uuid4().hex[:8]}"
+    create_topic(topic)
+    conf = consumer_config(kafka, f"bench-floor-{uuid.uuid4().hex[:8]}", "bench-floor")
+    consumer = Consumer(conf)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    producer = Producer(producer_config(kafka, "bench-floor"))
+    count = int(rate * seconds)
+    latencies: list[float] = []
+
+    def consume() -> None:
+        deadline = time.monotonic() + seconds + 30
+        while len(latencies) < count and time.monotonic() < deadline:
+            got = consumer.consume(1, timeout=0.5)
+            if got:
+                got += consumer.consume(499, timeout=0)
+            now = time.time()
+            latencies.extend(now - float(m.value()) for m in got if m.error() is None)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    t0 = time.monotonic()
+    for i in range(count):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        producer.produce(topic, repr(time.time()).encode(), key=b"site")
+        producer.poll(0)
+    producer.flush(30)
+    reader.join(seconds + 30)
+    consumer.close()
+    return latencies
+
+
+def floor_line(latencies: list[float], rate: float) -> str:
+    values = sorted(latencies)
+    p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
+    return (f"the broker's floor, one bare hop at {rate:.0f} records/s with the services' settings: "
+            f"p50 {statistics.median(values) * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms ({len(values)} records; "
+            f"the path has two such hops)")
