@@ -60,7 +60,9 @@ FIGURES = {
     "pipeline c": [rf"\(c\) whole path: {NUMBER} msgs/s, {NUMBER} points/s sustained",
                    rf"\(c\) whole path\s+{NUMBER} points/s"],
     "pipeline d": [rf"\(d\) latency at .* p50 {NUMBER} ms, p99 {NUMBER} ms \(\d+ messages, 0 not queryable",
-                   r"start to ready: [\d.]+ s", r"idle, before publishing: .*sink [\d.]+ cores"],
+                   r"start to ready: [\d.]+ s", r"idle, before publishing: .*sink [\d.]+ cores",
+                   rf"by hop, p50 / p99: bridge {NUMBER} / {NUMBER} ms, parser {NUMBER} / {NUMBER} ms, sink",
+                   rf"the broker's floor, one bare hop .*: p50 {NUMBER} ms, p99 {NUMBER} ms"],
 }
 QUIX = pytest.param(
     "pipeline e", marks=pytest.mark.skip(
