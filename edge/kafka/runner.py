@@ -1,29 +1,31 @@
 """The consumer side every Kafka stage shares: one loop, one place offsets are committed.
 
 A stage (``edge.parser.stage``, ``edge.sink.stage``) implements ``Stage``: what to
-do with fetched records and which offsets its work has made safe to commit. The
+do with fetched records, what it holds (``edge.core.flow.Holding``) and which
+offsets its work has made safe to commit. It never touches the consumer. The
 runner owns the rest, once for all stages:
 
 - the consumer: static group membership (``edge.kafka.config``), subscribe,
   rebalance callbacks, error callback (``edge.kafka.health``);
-- the loop: stop signal, watchdog, READY once the broker answered, backpressure
-  (a stage that holds enough says so and is not fed), consumer lag; it waits for
-  one record at most the stage's ``poll_timeout`` and takes the rest already
-  fetched without waiting, so a record is handed over as soon as it arrives;
+- the loop: stop signal, watchdog, READY once the broker answered, consumer lag;
+  it waits for one record at most the stage's ``due_in_s`` and takes the rest
+  already fetched without waiting, so a record is handed over as soon as it
+  arrives; flow: after each ``step`` it pauses, resumes and seeks the partitions
+  as the stage's ``Holding`` says (``edge.kafka.flow``);
 - commits: every ``commit_interval_s`` the offsets ``Stage.positions()`` reports
   that moved since the last commit (asynchronously; a failed commit is retried);
   synchronously before a revoked partition is handed over and at shutdown;
-- shutdown on SIGTERM/SIGINT: let the stage drain within ``shutdown_s``, commit,
-  close the consumer, then the stage (``close`` returns what the ``stopped`` log
-  line should say). With static membership closing does not leave the group
-  (KIP-345): a restart under the same id takes its partitions straight back,
-  with no rebalance; a member that stays away loses them after the session
-  timeout.
+- shutdown on SIGTERM/SIGINT: let the stage drain within ``shutdown_s`` (``drain``
+  returns what the ``stopped`` log line should say), commit, close the consumer.
+  With static membership closing does not leave the group (KIP-345): a restart
+  under the same id takes its partitions straight back, with no rebalance; a
+  member that stays away loses them after the session timeout.
 
-Rebalance, in order: ``assigned`` for new partitions; for revoked ones
-``handover`` (finish what can be finished), commit, then ``release`` (forget);
-for lost ones (taken without a clean handover) only ``release``: another member
-may own them already, so nothing is committed for them.
+Rebalance: ``assigned`` for new partitions; ``revoked`` for revoked ones (the
+stage finishes what can be finished, forgets them and returns their positions,
+which are committed before the handover); for lost ones (taken without a clean
+handover) ``revoked(lost=True)``: another member may own them already, so
+nothing is committed for them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from typing import Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from edge.core.backoff import Backoff
+from edge.core.flow import Holding
 from edge.kafka.config import consumer_config
+from edge.kafka.flow import FetchFlow
 from edge.kafka.lag import LagGauge
 
 # A static member whose id another process took: a configuration mistake.
@@ -43,15 +47,11 @@ EXIT_FENCED = 3
 
 class Stage(Protocol):
     def assigned(self, partitions: list[int]) -> None: ...
-    def handover(self, partitions: list[int]) -> None: ...
-    def release(self, partitions: list[int]) -> None: ...
-    def wants_messages(self) -> bool: ...
-    def poll_timeout(self) -> float: ...
+    def revoked(self, partitions: list[int], *, lost: bool) -> dict[int, int]: ...
     def process(self, messages: list) -> None: ...
-    def step(self) -> None: ...
+    def step(self) -> Holding: ...
     def positions(self) -> dict[int, int]: ...
-    def drain(self, deadline: float) -> None: ...
-    def close(self, deadline: float) -> dict: ...
+    def drain(self, deadline: float) -> dict: ...
 
 
 def wait_for_kafka(client, topic: str, supervisor, stop, log, timeout_s: float = 2.0) -> bool:
@@ -79,7 +79,7 @@ def wait_for_kafka(client, topic: str, supervisor, stop, log, timeout_s: float =
 
 class StageRunner:
     def __init__(self, *, service: str, topic: str, group_id: str, kafka, stop, supervisor, log, health,
-                 lag_gauge, last_commit_gauge, consume_batch: int = 500, commit_interval_s: float = 1.0,
+                 lag_gauge, last_commit_gauge, paused_gauge, consume_batch: int = 500, commit_interval_s: float = 1.0,
                  shutdown_s: float = 5.0, client_id: str | None = None):
         self.service = service
         self.topic = topic
@@ -97,7 +97,9 @@ class StageRunner:
         self.instance_id = conf.get("group.instance.id")
         self.log = log.bind(topic=topic, group=group_id)
         self.consumer = Consumer(conf)
+        self.flow = FetchFlow(self.consumer, topic, paused_gauge, self.log, supervisor)
         self.stage: Stage | None = None
+        self._wait_s = 0.05
         self._committed: dict[int, int] = {}
         self._next_commit = 0.0
         self._bug_backoff = Backoff(0.5, 30.0)
@@ -106,6 +108,7 @@ class StageRunner:
 
     def run(self, stage: Stage, ready_status: str) -> int:
         self.stage = stage
+        self.flow.ready_status = ready_status
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         self.log.info("started", group_instance_id=self.instance_id)
@@ -128,20 +131,21 @@ class StageRunner:
         return code
 
     def _step(self, stage: Stage) -> None:
-        if stage.wants_messages():
-            fetched = self._fetch(stage.poll_timeout())
-            good = [m for m in fetched if m.error() is None]
-            if len(good) != len(fetched):
-                for m in fetched:
-                    if m.error() is not None:
-                        self._on_consume_error(m.error())
-            if good:
-                self.health.reachable()
-                stage.process(good)
-        stage.step()
+        fetched = self._fetch(self._wait_s)
+        good = [m for m in fetched if m.error() is None]
+        if len(good) != len(fetched):
+            for m in fetched:
+                if m.error() is not None:
+                    self._on_consume_error(m.error())
+        if good:
+            self.health.reachable()
+            stage.process(good)
+        holding = stage.step()
+        self.flow.apply(holding)
+        self._wait_s = holding.due_in_s
         self.lag.refresh(self.consumer)
         if time.monotonic() >= self._next_commit:
-            self.commit(asynchronous=True)
+            self.commit(stage.positions(), asynchronous=True)
 
     def _fetch(self, wait_s: float) -> list:
         """Wait up to ``wait_s`` for one record (librdkafka hands it over the moment
@@ -168,11 +172,10 @@ class StageRunner:
 
     # ------------------------------------------------------------ commits
 
-    def commit(self, partitions: list[int] | None = None, *, asynchronous: bool) -> None:
-        """Commit the stage's positions that moved since they were last committed."""
+    def commit(self, positions: dict[int, int], *, asynchronous: bool) -> None:
+        """Commit the positions that moved since they were last committed."""
         self._next_commit = time.monotonic() + self.commit_interval_s
-        pending = {p: o for p, o in self.stage.positions().items()
-                   if self._committed.get(p) != o and (partitions is None or p in partitions)}
+        pending = {p: o for p, o in positions.items() if self._committed.get(p) != o}
         if not pending:
             return
         offsets = [TopicPartition(self.topic, p, o) for p, o in pending.items()]
@@ -197,43 +200,24 @@ class StageRunner:
     def _on_assign(self, _consumer, tps: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in tps)
         self.stage.assigned(parts)
+        self.flow.assigned()
         self.log.info("partitions_assigned", partitions=parts)
 
     def _on_revoke(self, _consumer, tps: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in tps)
-        self.stage.handover(parts)
-        self.commit(parts, asynchronous=False)
-        self._release(parts)
+        self.commit(self.stage.revoked(parts, lost=False), asynchronous=False)
+        self._forget(parts)
         self.log.info("partitions_revoked", partitions=parts)
 
     def _on_lost(self, _consumer, tps: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in tps)
-        self._release(parts)
+        self.stage.revoked(parts, lost=True)
+        self._forget(parts)
         self.log.warning("partitions_lost", partitions=parts)
 
-    def _release(self, parts: list[int]) -> None:
-        self.stage.release(parts)
+    def _forget(self, parts: list[int]) -> None:
         for p in parts:
             self._committed.pop(p, None)
-
-    # ------------------------------------------------------------ consumer helpers for stages
-
-    def seek(self, partition: int, offset: int) -> None:
-        try:
-            self.consumer.seek(TopicPartition(self.topic, partition, offset))
-        except KafkaException as exc:
-            # The partition left us meanwhile: its new owner starts from the commit.
-            self.log.warning("seek_failed", partition=partition, offset=offset, error=str(exc))
-
-    def set_paused(self, paused: bool) -> bool:
-        """Pause or resume fetching of every assigned partition; False if it failed."""
-        try:
-            assignment = self.consumer.assignment()
-            (self.consumer.pause if paused else self.consumer.resume)(assignment)
-            return True
-        except KafkaException as exc:
-            self.log.debug("pause_resume_failed", error=str(exc))
-            return False
 
     # ------------------------------------------------------------ shutdown
 
@@ -241,10 +225,10 @@ class StageRunner:
         self.log.info("stopping", signal=self.stop.signal_name)
         self.supervisor.stopping()
         deadline = time.monotonic() + self.shutdown_s
-        stage.drain(deadline)
-        self.commit(asynchronous=False)
+        summary = stage.drain(deadline)
+        self.commit(stage.positions(), asynchronous=False)
         try:
             self.consumer.close()
         except KafkaException as exc:
             self.log.warning("consumer_close_failed", error=str(exc))
-        self.log.info("stopped", **stage.close(deadline))
+        self.log.info("stopped", **summary)

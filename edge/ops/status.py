@@ -9,7 +9,7 @@ archive) it reads what is there to read, and says why when it cannot tell:
   ports``: bridge 9641, parser 9642, sink 9643, archive 9644; a unit's
   ``EDGE_METRICS__PORT``, else ``--port NAME=PORT``, overrides it): consumer lag
   (summed over partitions), time of the last success (bridge ack, parser commit,
-  sink write), and whether the sink is paused. Without systemd, an endpoint that
+  sink write), and whether a stage is paused and why (``paused: <reason>``). Without systemd, an endpoint that
   does not answer leaves the state ``unknown``, with the reason (refused, no
   answer, not an edge endpoint);
 - the local archive directory: the newest manifest, when systemd cannot tell
@@ -88,7 +88,8 @@ def read_metrics(service: str, text: str, health: Health) -> bool:
         elif family.name.endswith("_timestamp") and "_last_" in family.name and total > 0:
             health.last_success = max(health.last_success or 0, total)
         elif family.name == f"{prefix}paused" and total:
-            health.detail = health.detail or "paused (InfluxDB unavailable or buffer full)"
+            why = ", ".join(s.labels.get("reason", "") for s in family.samples if s.value) or "?"
+            health.detail = health.detail or f"paused: {why}"
     return found
 
 

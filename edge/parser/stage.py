@@ -18,6 +18,12 @@ unfinished message, in a new generation of the tracker so that late reports from
 before the rewind count for nothing; redelivery downstream is harmless (InfluxDB
 overwrites an identical series+time). A revoked partition's outputs are flushed
 before its offsets are committed and it is handed over.
+
+Flow (``edge.core.flow``): the stage holds its outputs in flight, bounded by
+``max_in_flight``; at the bound the runner pauses fetching, and the stage waits
+for acknowledgements. After a failed delivery it is blocked (``delivery_failed``)
+for a growing backoff (the next hop is struggling: do not spin), which resets
+once a rewound partition moves on again.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import time
 from prometheus_client import Counter, Gauge
 
 from edge.core.backoff import Backoff
+from edge.core.flow import RESUME_AT, Holding
 from edge.runtime.supervision import ServiceRuntime, start_service
 from edge.kafka.health import KafkaHealth
 from edge.kafka.offsets import OffsetTracker, Ticket
@@ -43,50 +50,47 @@ REWINDS = Counter("edge_parser_rewinds", "Partitions rewound after a failed deli
 IN_FLIGHT = Gauge("edge_parser_in_flight", "Produced records not yet acknowledged")
 LAST_COMMIT = Gauge("edge_parser_last_commit_timestamp", "Unix time of the last successful commit")
 CONSUMER_LAG = Gauge("edge_parser_consumer_lag", "Raw records not yet fetched, per partition", ["partition"])
+PAUSED = Gauge("edge_parser_paused", "1 while fetching is paused, labelled with why", ["reason"])
 
 HANDOVER_FLUSH_S = 6.0
 REWIND_FLUSH_S = 10.0
+# The most the runner waits for a record (one that arrives is handed over at
+# once): how often an idle parser looks at its delivery reports.
+POLL_S = 0.1
+DELIVERY_FAILED = "delivery_failed"
 
 
 class ParseStage:
     """Raw message -> points and dead letters; which raw offsets are done."""
 
-    def __init__(self, settings: ParserSettings, producer: StageProducer, log, *, stop, seek):
+    def __init__(self, settings: ParserSettings, producer: StageProducer, log):
         self.max_in_flight = settings.parser.max_in_flight
         self.producer = producer
         dead = DeadLetters(producer, settings.kafka.dlq_topic, "parser", DLQ_RECORDS)
         self.handler = RawHandler.from_settings(settings, producer.produce, dead.send)
         self.log = log
-        self.stop = stop
-        self.seek = seek
         self.sites = SiteMetrics(settings.parser.site_metrics_forget_after_s, settings.parser.site_metrics_max_sites)
         self.tracker = OffsetTracker()
-        self.failed: set[int] = set()  # partitions with a failed delivery, to rewind
+        self.failed: dict[int, str] = {}  # partition with a failed delivery, to rewind -> the error
         self.rewind_backoff = Backoff(0.5, 10.0)
+        self.retry_at = 0.0  # blocked until then after a rewind
+        self.rewound: dict[int, int] = {}  # partition -> offset read again from, until it moves on
 
     # ------------------------------------------------------------ Stage protocol
 
     def assigned(self, partitions: list[int]) -> None:
         pass
 
-    def handover(self, partitions: list[int]) -> None:
-        self.producer.flush(HANDOVER_FLUSH_S)  # their outputs acknowledged, then committed
-
-    def release(self, partitions: list[int]) -> None:
+    def revoked(self, partitions: list[int], *, lost: bool) -> dict[int, int]:
+        """Their positions once their outputs are acknowledged (none if lost)."""
+        if not lost:
+            self.producer.flush(HANDOVER_FLUSH_S)
+        positions = {} if lost else self.tracker.positions()
         for partition in partitions:
             self.tracker.forget(partition)
-            self.failed.discard(partition)
-
-    def wants_messages(self) -> bool:
-        if self.tracker.in_flight < self.max_in_flight:
-            return True
-        self.producer.poll(0.1)  # backpressure: wait for acknowledgements
-        return False
-
-    def poll_timeout(self) -> float:
-        # The most the runner waits for a record (one that arrives is handed over at
-        # once): how often an idle parser looks at its delivery reports.
-        return 0.1
+            self.failed.pop(partition, None)
+            self.rewound.pop(partition, None)
+        return {p: positions[p] for p in partitions if p in positions}
 
     def process(self, messages: list) -> None:
         for msg in messages:
@@ -96,21 +100,27 @@ class ParseStage:
                 return  # stopping: the rest is read again after the restart
         self.producer.poll(0)
 
-    def step(self) -> None:
-        self.producer.poll(0)  # delivery reports: what completes offsets
-        if self.failed:
-            self._rewind()
+    def step(self) -> Holding:
+        # Delivery reports: what completes offsets. Near the bound, wait for them
+        # here (the runner pauses fetching at the bound and resumes below 75 %).
+        waiting = self.tracker.in_flight >= self.max_in_flight * RESUME_AT
+        self.producer.poll(POLL_S if waiting else 0)
+        rewind = self._rewind() if self.failed else {}
+        if self.rewound:
+            self._forget_backoff()
         IN_FLIGHT.set(self.tracker.in_flight)
+        blocked_s = self.retry_at - time.monotonic()
+        due_in_s = 0.0 if waiting else min(POLL_S, blocked_s) if blocked_s > 0 else POLL_S
+        return Holding(held=self.tracker.in_flight, bound=self.max_in_flight,
+                       blocked=DELIVERY_FAILED if blocked_s > 0 else None, rewind=rewind, due_in_s=due_in_s)
 
     def positions(self) -> dict[int, int]:
         return self.tracker.positions()
 
-    def drain(self, deadline: float) -> None:
+    def drain(self, deadline: float) -> dict:
         remaining = self.producer.flush(deadline - time.monotonic())
         if remaining:
             self.log.warning("stopping_with_unacknowledged_records", records=remaining)
-
-    def close(self, deadline: float) -> dict:
         return {"unacknowledged_records": len(self.producer)}
 
     # ------------------------------------------------------------ one raw message
@@ -127,28 +137,38 @@ class ParseStage:
 
         def delivered(err, _msg) -> None:
             if err is not None:
-                failed.add(ticket.partition)
+                failed[ticket.partition] = err.str()
             else:
                 tracker.done(ticket)
 
         return delivered
 
-    def _rewind(self) -> None:
-        """Wait for outstanding deliveries, then read failed partitions again from
-        their first unfinished message, after a growing pause (the next hop is
-        struggling: do not spin)."""
+    def _rewind(self) -> dict[int, int]:
+        """Wait for outstanding deliveries; the failed partitions are read again
+        from their first unfinished message once a growing backoff has passed."""
         self.producer.flush(REWIND_FLUSH_S)
-        partitions = sorted(self.failed)
-        self.failed.clear()
-        for partition in partitions:
+        failed, self.failed = self.failed, {}
+        rewind: dict[int, int] = {}
+        delay = self.rewind_backoff.next_delay()
+        self.retry_at = time.monotonic() + delay
+        for partition, error in sorted(failed.items()):
             start = self.tracker.first_incomplete(partition)
             self.tracker.forget(partition)
             if start is None:
                 continue
             REWINDS.inc()
-            self.log.warning("partition_rewound", partition=partition, offset=start)
-            self.seek(partition, start)
-        self.stop.wait(self.rewind_backoff.next_delay())
+            self.log.warning("partition_rewound", partition=partition, offset=start, error=error,
+                             retry_in_s=round(delay, 2))
+            rewind[partition] = self.rewound[partition] = start
+        return rewind
+
+    def _forget_backoff(self) -> None:
+        """A rewound partition committed past where it was read again from: the
+        next hop takes records again, so the next failure starts a fresh backoff."""
+        positions = self.tracker.positions()
+        if any(positions.get(p, -1) > start for p, start in self.rewound.items()):
+            self.rewound.clear()
+            self.rewind_backoff.reset()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,13 +182,13 @@ def build(settings: ParserSettings, stop, log, supervisor=None) -> tuple[StageRu
     health = KafkaHealth(log, supervisor)
     runner = StageRunner(service="parser", topic=kafka.raw_topic, group_id=settings.parser.group_id, kafka=kafka,
                          stop=stop, supervisor=supervisor, log=log, health=health, lag_gauge=CONSUMER_LAG,
-                         last_commit_gauge=LAST_COMMIT, consume_batch=500, commit_interval_s=1.0,
+                         last_commit_gauge=LAST_COMMIT, paused_gauge=PAUSED, consume_batch=500, commit_interval_s=1.0,
                          shutdown_s=HANDOVER_FLUSH_S)
     producer = StageProducer(kafka, "edge-parser", stop=stop, supervisor=supervisor, health=health)
     # onepass: the compiled hot path (falling back to the pure parser, counted in
     # edge_parser_fallbacks_total); pure: the extension is not built on this machine.
     runner.log.info("parser_path", path=PATH)
-    return runner, ParseStage(settings, producer, runner.log, stop=stop, seek=runner.seek)
+    return runner, ParseStage(settings, producer, runner.log)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,11 +1,11 @@
-"""What the sink holds between fetching and writing: records per partition, their
-totals, and the pause that bounds them.
+"""What the sink holds between fetching and writing: records per partition and
+their totals, within a bound.
 
 Records are appended to their partition's buffer in fetch order. Past
-``max_buffered_lines`` / ``max_buffered_bytes`` a fetched record is not kept: its
-partition is paused and seeks back to it, so it is fetched again once the writers
-caught up. While InfluxDB is unavailable every partition stays paused. Records
-handed to a write request stay counted until the request ends.
+``max_buffered_lines`` / ``max_buffered_bytes`` a fetched record is not kept: the
+offset of the first one let go is kept for a rewind (``take_rewinds``), so that
+the runner, which pauses the full sink, reads it again once the writers caught
+up. Records handed to a write request stay counted until the request ends.
 """
 
 from __future__ import annotations
@@ -15,33 +15,28 @@ from prometheus_client import Gauge
 from edge.sink.batch import PartitionBuffer
 
 BUFFERED_LINES = Gauge("edge_sink_buffered_lines", "Records consumed and not yet written")
-PAUSED = Gauge("edge_sink_paused", "1 while fetching is paused (InfluxDB unavailable or buffer full)")
 
 
 class SinkBuffers:
-    def __init__(self, options, runner, log):
+    def __init__(self, options):
         self.max_lines = options.max_buffered_lines
         self.max_bytes = options.max_buffered_bytes
-        self.runner = runner
-        self.log = log
         self.by_partition: dict[int, PartitionBuffer] = {}
         self.lines = 0
         self.nbytes = 0
         self._writing: dict[int, tuple[int, int]] = {}  # id(buffer) -> (lines, bytes) in a request
-        self.paused = False
-        self.pause_reason = ""
-        self._resync = False
+        self._rewinds: dict[int, int] = {}  # partition -> first offset let go past the bound
 
     # ------------------------------------------------------------ partitions
 
     def assigned(self, partitions: list[int]) -> None:
         for partition in partitions:
             self.by_partition[partition] = PartitionBuffer(partition)
-        self._resync = self._resync or self.paused  # new partitions of a paused sink are paused too
 
     def release(self, partitions: list[int]) -> None:
         """Forget revoked partitions' records, including those being written now."""
         for partition in partitions:
+            self._rewinds.pop(partition, None)
             buf = self.by_partition.pop(partition, None)
             if buf is None:
                 continue
@@ -70,7 +65,7 @@ class SinkBuffers:
         """Append fetched records to their partition's buffer (the hot path)."""
         buffers = self.by_partition
         lines, nbytes = self.lines, self.nbytes
-        seek_back: dict[int, int] = {}
+        seek_back = self._rewinds
         for msg in messages:
             partition = msg.partition()
             buf = buffers.get(partition)
@@ -92,9 +87,11 @@ class SinkBuffers:
             nbytes += size
         self.lines, self.nbytes = lines, nbytes
         BUFFERED_LINES.set(lines)
-        for partition, offset in seek_back.items():
-            self.pause("buffer_full")
-            self.runner.seek(partition, offset)
+
+    def take_rewinds(self) -> dict[int, int]:
+        """Partition -> offset to read again from: records let go past the bound."""
+        rewinds, self._rewinds = self._rewinds, {}
+        return rewinds
 
     def is_writing(self, buf: PartitionBuffer) -> bool:
         return id(buf) in self._writing
@@ -114,30 +111,3 @@ class SinkBuffers:
         self.lines -= lines
         self.nbytes -= nbytes
         BUFFERED_LINES.set(self.lines)
-
-    # ------------------------------------------------------------ pause
-
-    def pause(self, reason: str) -> None:
-        if self.paused and (reason == self.pause_reason or reason == "buffer_full"):
-            return
-        already = self.paused  # paused for a full buffer, now for InfluxDB: say so
-        self.paused = True
-        self.pause_reason = reason
-        if not already:
-            PAUSED.set(1)
-            self._resync = not self.runner.set_paused(True)
-        # Buffer-full pauses come and go under load: not worth an info line each.
-        (self.log.info if reason != "buffer_full" else self.log.debug)(
-            "fetching_paused", reason=reason, buffered_lines=self.lines)
-
-    def update_pause(self, *, influx_failing: bool) -> None:
-        if self._resync:
-            self._resync = not self.runner.set_paused(self.paused)
-        if not self.paused or influx_failing:
-            return
-        if self.lines < self.max_lines and self.nbytes < self.max_bytes:
-            self.paused = False
-            PAUSED.set(0)
-            self._resync = not self.runner.set_paused(False)
-            (self.log.info if self.pause_reason != "buffer_full" else self.log.debug)(
-                "fetching_resumed", buffered_lines=self.lines)

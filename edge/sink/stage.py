@@ -16,10 +16,16 @@ After a batch (``edge.sink.write``):
 - 400: the refused lines go to ``<prefix>.dlq`` (reason ``influx_rejected``,
   InfluxDB's message, source offset); the rest is stored; the position moves once
   the DLQ acknowledged.
-- InfluxDB down, 5xx, auth or config trouble: fetching is paused, the batch is
-  retried with capped jittered backoff (one probe request at a time), then fetching
-  resumes. Nothing moves meanwhile; memory stays bounded because fetching stops
-  (records past the buffer bound are dropped and their partition seeks back).
+- InfluxDB down, 5xx, auth or config trouble: the sink says it is blocked
+  (``influxdb_unavailable``; ``dlq_unavailable`` when it is the DLQ that does not
+  acknowledge), the runner pauses fetching, the batch is retried with capped
+  jittered backoff (one probe request at a time), then fetching resumes. Nothing
+  moves meanwhile.
+
+Memory stays bounded: at ``max_buffered_lines`` / ``max_buffered_bytes`` the sink
+reports itself full and the runner pauses fetching until it is down to 75 %
+(``edge.core.flow``); records fetched past the bound are let go and read again
+(a rewind the runner seeks to).
 
 A record that is not one UTF-8 line goes to the DLQ as ``bad_record``.
 Rebalance: a revoked partition's unwritten records are dropped (its new owner
@@ -34,6 +40,7 @@ import time
 from prometheus_client import Counter, Gauge, Histogram
 
 from edge.core.backoff import Backoff
+from edge.core.flow import Holding
 from edge.runtime.supervision import ServiceRuntime, start_service
 from edge.influx.answers import Outcome, WriteResult, server_limit
 from edge.influx.client import InfluxClient
@@ -57,25 +64,29 @@ BATCH_LINES = Histogram("edge_sink_batch_lines", "Records per write request that
 LAST_WRITE = Gauge("edge_sink_last_write_timestamp", "Unix time of the last batch InfluxDB stored")
 LAST_COMMIT = Gauge("edge_sink_last_commit_timestamp", "Unix time of the last successful commit")
 CONSUMER_LAG = Gauge("edge_sink_consumer_lag", "Parsed records not yet fetched, per partition", ["partition"])
+PAUSED = Gauge("edge_sink_paused", "1 while fetching is paused, labelled with why", ["reason"])
+
+INFLUXDB_UNAVAILABLE = "influxdb_unavailable"
+DLQ_UNAVAILABLE = "dlq_unavailable"
 
 
 class SinkStage:
-    def __init__(self, settings: SinkSettings, runner: StageRunner, producer: StageProducer, log):
+    def __init__(self, settings: SinkSettings, producer: StageProducer, log):
         self.settings = settings
         self.options = settings.sink
         self.log = log
-        self.runner = runner
         self.producer = producer
         self.dead = DeadLetters(producer, settings.kafka.dlq_topic, "sink", DLQ_RECORDS)
         self.limits = BatchLimits(max_lines=self.options.batch_max_lines, max_bytes=self.options.batch_max_bytes,
                                   max_age_s=self.options.batch_max_age_s)
-        self.buffers = SinkBuffers(self.options, runner, log)
+        self.buffers = SinkBuffers(self.options)
         self.backoff = Backoff(self.options.retry_initial_s, self.options.retry_max_s)
         gate = DatabaseGate(settings.influxdb.create_database, self.options.retention_duration)
         self.pool = WritePool(max(1, self.options.write_concurrency), lambda r, w: perform_write(r, w, gate),
                               lambda: InfluxClient(settings.influxdb, connect_timeout_s=self.options.connect_timeout_s))
         self.written: dict[int, int] = {}  # partition -> next offset to commit
-        self.failing: WriteResult | None = None  # last failure while InfluxDB is unavailable
+        self.failing: WriteResult | None = None  # last failure while InfluxDB (or the DLQ) is unavailable
+        self.failing_reason = INFLUXDB_UNAVAILABLE
         self.retry_at = 0.0
         self.connected_logged = False
         self.stop_deadline: float | None = None
@@ -85,46 +96,46 @@ class SinkStage:
     def assigned(self, partitions: list[int]) -> None:
         self.buffers.assigned(partitions)
 
-    def handover(self, partitions: list[int]) -> None:
-        pass  # unwritten records are read again by the new owner from the commit
-
-    def release(self, partitions: list[int]) -> None:
+    def revoked(self, partitions: list[int], *, lost: bool) -> dict[int, int]:
+        """Their written positions (committed before the handover); unwritten
+        records are read again by the new owner from the commit."""
+        handed = {} if lost else {p: self.written[p] for p in partitions if p in self.written}
         for partition in partitions:
             self.written.pop(partition, None)
         self.buffers.release(partitions)
+        return handed
 
-    def wants_messages(self) -> bool:
+    def process(self, messages: list) -> None:
+        self.buffers.take(messages, time.monotonic())
+
+    def step(self) -> Holding:
         for request in self.pool.completed():
             self._finish(request)
         self._submit_due(time.monotonic())
         if self.pool.free == 0 and self.buffers.lines >= self.limits.max_lines * (self.pool.size + 1):
             # Every writer is busy and the next requests are ready: let InfluxDB catch
-            # up before fetching more (librdkafka's own prefetch queue is bounded).
+            # up here rather than fetch what would only wait.
             for request in self.pool.completed(timeout=0.5):
                 self._finish(request)
-            return False
-        return True
+            self._submit_due(time.monotonic())
+        buffers = self.buffers
+        return Holding(held=buffers.lines, bound=buffers.max_lines, nbytes=buffers.nbytes,
+                       max_bytes=buffers.max_bytes, blocked=None if self.failing is None else self.failing_reason,
+                       rewind=buffers.take_rewinds(), due_in_s=self._due_in(time.monotonic()))
 
-    def poll_timeout(self) -> float:
+    def _due_in(self, now: float) -> float:
         if self.pool.in_flight:
             return 0.005  # a write may finish any moment: look again soon
-        now = time.monotonic()
         if self.failing is not None:
             return max(0.0, min(0.5, self.retry_at - now))
         # The runner hands a record over as soon as it arrives: wait until what is
         # held is due by age (0.5 s at most with nothing held).
         return max(0.0, self.buffers.next_due(self.limits.max_age_s, now))
 
-    def process(self, messages: list) -> None:
-        self.buffers.take(messages, time.monotonic())
-
-    def step(self) -> None:
-        self.buffers.update_pause(influx_failing=self.failing is not None)
-
     def positions(self) -> dict[int, int]:
         return self.written
 
-    def drain(self, deadline: float) -> None:
+    def drain(self, deadline: float) -> dict:
         """Write what is held (one last try even while InfluxDB was failing: it may
         be back), as long as the deadline allows; abandon what is still running."""
         self.stop_deadline = deadline
@@ -137,8 +148,6 @@ class SinkStage:
                 self._finish(request)
             if self.failing is not None:
                 break
-
-    def close(self, deadline: float) -> dict:
         self.producer.flush(max(0.0, deadline - time.monotonic()))
         return {"unwritten_lines_left_uncommitted": self.buffers.lines}
 
@@ -202,7 +211,7 @@ class SinkStage:
             for buf, records, nbytes in mine:
                 self.buffers.put_back(buf, records, nbytes, time.monotonic())
             if request.result is not None and not request.result.ok:
-                self._fail(request.result)
+                self._fail(request.result, INFLUXDB_UNAVAILABLE)
             return
         for buf, records, nbytes in mine:
             self.buffers.written(buf, len(records), nbytes)
@@ -215,9 +224,8 @@ class SinkStage:
             if reason == "influx_rejected" and (limit := server_limit(why)):
                 SERVER_LIMIT_DROPS.labels(reason=limit).inc()
         if self.failing is not None:
-            self.log.info("influxdb_available", after_attempts=self.backoff.attempts,
-                          last_error=self.failing.error[:300])
-            self.runner.supervisor.status(f"writing {self.runner.topic} -> {self.settings.influxdb.database}")
+            self.log.info(self.failing_reason.replace("_unavailable", "_available"),
+                          after_attempts=self.backoff.attempts, last_error=self.failing.error[:300])
             self.failing = None
             self.backoff.reset()
         if not self.connected_logged:
@@ -244,20 +252,19 @@ class SinkStage:
         remaining = self.producer.flush(timeout)
         if remaining or failures:
             error = failures[0] if failures else f"{remaining} DLQ records not acknowledged in time"
-            self._fail(WriteResult(Outcome.RETRY, None, f"DLQ produce failed: {error}"))
+            self._fail(WriteResult(Outcome.RETRY, None, f"DLQ produce failed: {error}"), DLQ_UNAVAILABLE)
             return False
         return True
 
-    def _fail(self, result: WriteResult) -> None:
+    def _fail(self, result: WriteResult, reason: str) -> None:
+        """InfluxDB (or the DLQ) did not take a batch: blocked until a retry works."""
         WRITE_RETRIES.inc()
         delay = self.backoff.next_delay()
         self.retry_at = time.monotonic() + delay
-        if self.failing is None:
-            self.log.warning("influxdb_unavailable", status=result.status, error=result.error[:500],
-                             retry_in_s=round(delay, 2))
-            self.runner.supervisor.status("InfluxDB unavailable: paused, retrying")
+        if self.failing is None or reason != self.failing_reason:
+            self.log.warning(reason, status=result.status, error=result.error[:500], retry_in_s=round(delay, 2))
         self.failing = result
-        self.buffers.pause("influxdb_unavailable")
+        self.failing_reason = reason
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -271,10 +278,10 @@ def build(settings: SinkSettings, stop, log, supervisor=None) -> tuple[StageRunn
     health = KafkaHealth(log, supervisor)
     runner = StageRunner(service="sink", topic=kafka.parsed_topic, group_id=options.group_id, kafka=kafka,
                          stop=stop, supervisor=supervisor, log=log, health=health, lag_gauge=CONSUMER_LAG,
-                         last_commit_gauge=LAST_COMMIT, consume_batch=options.batch_max_lines,
+                         last_commit_gauge=LAST_COMMIT, paused_gauge=PAUSED, consume_batch=options.batch_max_lines,
                          commit_interval_s=0.2, shutdown_s=options.shutdown_flush_s)
     producer = StageProducer(kafka, "edge-sink-dlq", stop=stop, supervisor=supervisor, health=health)
-    return runner, SinkStage(settings, runner, producer, runner.log)
+    return runner, SinkStage(settings, producer, runner.log)
 
 
 def run(args: argparse.Namespace) -> int:
