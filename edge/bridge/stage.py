@@ -45,7 +45,7 @@ from edge.bridge.dead_letter import dead_letter_properties, publish_confirmed
 from edge.core.backoff import Backoff
 from edge.core.lifecycle import StopSignal
 from edge.kafka.health import KafkaHealth
-from edge.kafka.producer import StageProducer
+from edge.kafka.producer import PRODUCER_STATE_ERRORS, StageProducer
 from edge.runtime.supervision import ServiceRuntime, start_service
 from edge.config.settings import BridgeSettings
 
@@ -67,18 +67,6 @@ _PERMANENT_ERRORS = {
     KafkaError.MSG_SIZE_TOO_LARGE,
     KafkaError.INVALID_RECORD,
     KafkaError.RECORD_LIST_TOO_LARGE,
-}
-# Errors that mean the producer's idempotence state (producer id, epoch, sequence)
-# is no longer accepted by the broker: every later record would fail the same way,
-# so the producer is replaced. Seen on a Kafka-compatible broker restarted with
-# persistent storage after records timed out ("ProducerFenced" on every produce).
-_PRODUCER_STATE_ERRORS = {
-    KafkaError.PRODUCER_FENCED,
-    KafkaError.INVALID_PRODUCER_EPOCH,
-    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
-    KafkaError.UNKNOWN_PRODUCER_ID,
-    KafkaError.INVALID_PRODUCER_ID_MAPPING,
-    KafkaError._FENCED,
 }
 
 
@@ -123,7 +111,7 @@ class Bridge:
         else:
             tracker.failed(tag)
             self.last_delivery_error = err.str()
-            if err.code() in _PRODUCER_STATE_ERRORS and self.producer_fatal is None:
+            if err.code() in PRODUCER_STATE_ERRORS and self.producer_fatal is None:
                 self.producer_fatal = err
 
     def _replace_producer(self) -> None:

@@ -19,11 +19,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from edge.core.dlq import dlq_headers, failure_id, repeat_of
 from edge.kafka.config import producer_config
 from edge.config.settings import KafkaSettings
+
+# Errors that mean the producer's idempotence state (producer id, epoch, sequence)
+# is no longer accepted by the broker: every later record would fail the same way,
+# so the producer is replaced (``StageProducer.replace``). Seen on a
+# Kafka-compatible broker restarted with persistent storage after records timed
+# out, and on tansu after records timed out while it stalled ("ProducerFenced"
+# on every produce).
+PRODUCER_STATE_ERRORS = {
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    KafkaError._FENCED,
+}
 
 
 class StageProducer:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from confluent_kafka import KafkaError
 from prometheus_client import Counter, Gauge
 
 from edge.core.backoff import Backoff
@@ -38,7 +39,7 @@ from edge.core.flow import RESUME_AT, Holding
 from edge.runtime.supervision import ServiceRuntime, start_service
 from edge.kafka.health import KafkaHealth
 from edge.kafka.offsets import OffsetTracker, Ticket
-from edge.kafka.producer import DeadLetters, StageProducer
+from edge.kafka.producer import PRODUCER_STATE_ERRORS, DeadLetters, StageProducer
 from edge.kafka.runner import StageRunner
 from edge.parser import PATH
 from edge.parser.handler import RawHandler
@@ -71,7 +72,7 @@ class ParseStage:
         self.log = log
         self.sites = SiteMetrics(settings.parser.site_metrics_forget_after_s, settings.parser.site_metrics_max_sites)
         self.tracker = OffsetTracker()
-        self.failed: dict[int, str] = {}  # partition with a failed delivery, to rewind -> the error
+        self.failed: dict[int, KafkaError] = {}  # partition with a failed delivery, to rewind -> why
         self.rewind_backoff = Backoff(0.5, 10.0)
         self.retry_at = 0.0  # blocked until then after a rewind
         self.rewound: dict[int, int] = {}  # partition -> offset read again from, until it moves on
@@ -137,7 +138,7 @@ class ParseStage:
 
         def delivered(err, _msg) -> None:
             if err is not None:
-                failed[ticket.partition] = err.str()
+                failed[ticket.partition] = err
             else:
                 tracker.done(ticket)
 
@@ -148,6 +149,10 @@ class ParseStage:
         from their first unfinished message once a growing backoff has passed."""
         self.producer.flush(REWIND_FLUSH_S)
         failed, self.failed = self.failed, {}
+        if any(err.code() in PRODUCER_STATE_ERRORS for err in failed.values()):
+            # The broker no longer takes this producer's records: a new one (new id).
+            self.log.error("kafka_producer_replaced", error=next(iter(failed.values())).str())
+            self.producer.replace()
         rewind: dict[int, int] = {}
         delay = self.rewind_backoff.next_delay()
         self.retry_at = time.monotonic() + delay
@@ -157,7 +162,7 @@ class ParseStage:
             if start is None:
                 continue
             REWINDS.inc()
-            self.log.warning("partition_rewound", partition=partition, offset=start, error=error,
+            self.log.warning("partition_rewound", partition=partition, offset=start, error=error.str(),
                              retry_in_s=round(delay, 2))
             rewind[partition] = self.rewound[partition] = start
         return rewind
