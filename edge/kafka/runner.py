@@ -10,8 +10,8 @@ runner owns the rest, once for all stages:
 - the loop: stop signal, watchdog, READY once the broker answered, consumer lag;
   it waits for one record at most the stage's ``due_in_s`` and takes the rest
   already fetched without waiting, so a record is handed over as soon as it
-  arrives; flow: after each ``step`` it pauses, resumes and seeks the partitions
-  as the stage's ``Holding`` says (``edge.kafka.flow``);
+  arrives; flow: after each ``step`` it holds back, pauses, resumes and seeks
+  the partitions as the stage's ``Holding`` says (``edge.kafka.flow``);
 - commits: every ``commit_interval_s`` the offsets ``Stage.positions()`` reports
   that moved since the last commit (asynchronously; a failed commit is retried);
   synchronously before a revoked partition is handed over and at shutdown;
@@ -131,15 +131,18 @@ class StageRunner:
         return code
 
     def _step(self, stage: Stage) -> None:
-        fetched = self._fetch(self._wait_s)
-        good = [m for m in fetched if m.error() is None]
-        if len(good) != len(fetched):
-            for m in fetched:
-                if m.error() is not None:
-                    self._on_consume_error(m.error())
-        if good:
-            self.health.reachable()
-            stage.process(good)
+        if self.flow.fetching:
+            fetched = self._fetch(self._wait_s)
+            good = [m for m in fetched if m.error() is None]
+            if len(good) != len(fetched):
+                for m in fetched:
+                    if m.error() is not None:
+                        self._on_consume_error(m.error())
+            if good:
+                self.health.reachable()
+                stage.process(good)
+        else:
+            self.stop.wait(self._wait_s)  # full: the stage waits on its own work in step()
         holding = stage.step()
         self.flow.apply(holding)
         self._wait_s = holding.due_in_s
