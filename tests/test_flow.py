@@ -87,8 +87,10 @@ def paused_for(metrics: dict, service: str) -> list[str]:
 
 
 def status_detail(service: str, port: int) -> str:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    return read_metrics(service, text, Health(service, "running")).detail
+    """DETAIL as ``edge status`` fills it from the service's metrics."""
+    health = Health(service, "running")
+    assert read_metrics(service, requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text, health)
+    return health.detail
 
 
 # ------------------------------------------------------------------ the sink
