@@ -169,17 +169,38 @@ def own_tansu(local_services):
     dev_services.stop_process(FLOW_TANSU.name)
 
 
+def stall_until(pid: int, condition, stall_s: float = 5.0, tries: int = 3) -> bool:
+    """Stall the broker (SIGSTOP, shorter than the session timeout) until
+    ``condition`` holds while it is stalled, resuming it between tries (a delivery
+    fails only if a record is in flight when the stall begins)."""
+    for _ in range(tries):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + stall_s
+            while time.monotonic() < deadline:
+                if condition():
+                    return True
+                time.sleep(0.2)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(2.0)
+    return False
+
+
 def test_parser_pauses_when_its_deliveries_fail_and_delivers_every_point_later(names, edge_env, own_tansu, tmp_path):
     kafka = KafkaSettings(bootstrap_servers=own_tansu.bootstrap, topic_prefix=names["prefix"], partitions=2)
     ensure_topics(kafka)
     template = MessageTemplate.load()
-    messages = [template.render(site_id(i % 3 + 1), START + timedelta(seconds=i // 3)) for i in range(1500)]
+    messages = [template.render(site_id(i % 3 + 1), START + timedelta(seconds=i // 3)) for i in range(6000)]
     port = free_port()
     parser = EdgeProcess(["parse"], {
         **edge_env,
         "EDGE_KAFKA__BOOTSTRAP_SERVERS": own_tansu.bootstrap,
-        # deliveries fail once the broker has not answered for 3 s
-        "EDGE_KAFKA__CLIENT": json.dumps({**TEST_KAFKA_CLIENT, "message.timeout.ms": 3000}),
+        # Deliveries fail once the broker has not answered for 3 s; each output waits
+        # 1 s in the producer before it is sent, so outputs are in flight whenever
+        # the feed flows (else acknowledgements take milliseconds and a stall may
+        # catch none).
+        "EDGE_KAFKA__CLIENT": json.dumps({**TEST_KAFKA_CLIENT, "message.timeout.ms": 3000, "linger.ms": 1000}),
         "EDGE_KAFKA__GROUP_INSTANCE_ID": "",
         "EDGE_METRICS__ENABLED": "true",
         "EDGE_METRICS__PORT": str(port),
@@ -195,7 +216,7 @@ def test_parser_pauses_when_its_deliveries_fail_and_delivers_every_point_later(n
         for i, message in enumerate(messages):
             producer.produce(kafka.raw_topic, message, on_delivery=delivered)
             producer.poll(0)
-            if i % 10 == 9:
+            if i % 50 == 49:
                 time.sleep(0.05)
         if producer.flush(120):
             feeder_errors.append("raw records not acknowledged within 120 s")
@@ -207,14 +228,13 @@ def test_parser_pauses_when_its_deliveries_fail_and_delivers_every_point_later(n
         feeder.start()
         wait_for(lambda: scrape(port).get("edge_parser_points_total", {}).get((), 0) > 1000, 60,
                  what="points flowing")
-        os.kill(pid, signal.SIGSTOP)  # the broker stalls: every delivery in flight times out
-        try:
-            wait_for(lambda: paused_for(scrape(port), "parser") == ["delivery_failed"], 30,
-                     what="the parser paused for delivery_failed")
-            assert status_detail("parser", port) == "paused: delivery_failed"
-            assert parser.alive(), parser.log()
-        finally:
-            os.kill(pid, signal.SIGCONT)
+        def paused_for_delivery() -> bool:  # as the metrics say it, and as edge status reads them
+            return paused_for(scrape(port), "parser") == ["delivery_failed"] and \
+                status_detail("parser", port) == "paused: delivery_failed"
+
+        assert stall_until(pid, paused_for_delivery), \
+            "the parser never paused for delivery_failed:\n" + parser.log()
+        assert parser.alive(), parser.log()
         feeder.join(180)
         assert not feeder.is_alive() and not feeder_errors, feeder_errors
 
