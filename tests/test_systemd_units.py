@@ -106,7 +106,7 @@ def test_verify_does_flag_a_broken_unit(installed, tmp_path):
 
 
 def test_security_exposure_of_each_long_running_unit_is_at_most_2():
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "systemd_security.py")],
+    result = subprocess.run([sys.executable, "-m", "bench.systemd_security"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     exposure = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+\.service)\s+exposure=([0-9.]+)",
