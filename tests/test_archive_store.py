@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 from edge.archive import s3 as s3_store
 from edge.archive.restore_parts import archived_parts, read_batches
 from edge.archive.s3 import S3Store, missing_key
-from edge.archive.store import LocalStore, archive_store, file_digest
+from edge.archive.store import LocalStore, file_digest
+from edge.archive.stores import archive_store
 from edge.config.settings import ArchiveOptions, ArchiveSettings, S3Settings
 from edge.core.errors import UsageError
 

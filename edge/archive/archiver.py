@@ -43,7 +43,8 @@ from edge.archive.retention import wants_delete
 from edge.archive.pool import archive_in_pool, worker_count
 from edge.archive.scope import resolve_scope
 from edge.archive.shard import Shard, parse_shard
-from edge.archive.store import ArchiveStore, LocalStore, archive_store
+from edge.archive.store import ArchiveStore, LocalStore
+from edge.archive.stores import archive_store
 from edge.archive.summary import ArchiveSummary
 from edge.archive.window_work import DeleteRefused, StoreFailed, WindowWork, window_text
 from edge.archive.windows import Window, archive_range, day_of_ns

@@ -56,7 +56,8 @@ def _start(parent: int, values: dict, delete: bool, scope: Scope) -> None:
     _die_with_parent(parent)
     settings = ArchiveSettings.model_validate(values)  # the parent's settings, not re-read
     from edge.archive.export import InfluxArchiveSource
-    from edge.archive.store import LocalStore, archive_store
+    from edge.archive.store import LocalStore
+    from edge.archive.stores import archive_store
     from edge.archive.window_work import WindowWork
     from edge.runtime.logs import configure
 

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 from edge.config.settings import ArchiveSettings
-from edge.core.errors import UsageError
 
 
 class StoreFailed(RuntimeError):
@@ -86,16 +85,6 @@ class ArchiveStore(Protocol):
 Source = Literal["auto", "local", "s3"]
 
 
-def archive_store(settings: ArchiveSettings, source: Source = "auto") -> ArchiveStore:
-    """The archive to use: S3 when ``[s3] bucket`` is set (``auto``), else the
-    ``[archive] directory``; ``local`` or ``s3`` choose one."""
-    if source == "s3" and not settings.s3.bucket:
-        raise UsageError("--source s3 needs [s3] bucket")
-    if source == "local" or not settings.s3.bucket:
-        return LocalStore(settings.archive.directory)
-    from edge.archive.s3 import S3Store  # boto3 only when S3 is used
-
-    return S3Store(settings.s3)
 
 
 def fsync_file(path: str | os.PathLike) -> None:

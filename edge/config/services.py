@@ -8,13 +8,13 @@ Everything that lists services reads it: the CLI (``edge <command>``), the setti
 Metrics ports are fixed and documented, as node_exporter's 9100 is: bridge 9641,
 parser 9642, sink 9643, archive 9644 (the ``[metrics] ports`` table overrides
 them; ``[metrics] port`` overrides the port of the one service that reads it).
-Pure: no settings are loaded here (the settings class is named, and imported only
-when asked for), so ``edge --help`` stays fast.
+Pure: no settings are loaded or imported here (the settings class is named;
+``edge.config.settings.SERVICE_SETTINGS`` maps it), so ``edge --help`` stays fast
+and the table imports nothing of the settings that read it.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 
@@ -29,10 +29,6 @@ class Service:
     metrics_port: int | None = None  # default [metrics] ports.<name>
     long_running: bool = False  # expected to be running all the time
     aliases: tuple[str, ...] = ()
-
-    @property
-    def settings(self) -> type:
-        return getattr(importlib.import_module("edge.config.settings"), self.settings_class)
 
 
 SERVICES: tuple[Service, ...] = (

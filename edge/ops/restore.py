@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from edge.archive.restore_parts import ArchivedPart, archived_parts, fields_of, read_batches
-from edge.archive.store import ArchiveStore, Source, archive_store
+from edge.archive.store import ArchiveStore, Source
+from edge.archive.stores import archive_store
 from edge.config.settings import ArchiveSettings
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
 from edge.influx.client import InfluxClient

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from edge.config.sections import MetricsSettings
 from edge.config.services import with_units
-from edge.config.settings import SettingsError
+from edge.config.settings import SERVICE_SETTINGS, SettingsError
 from edge.ops.status import answers
 
 
@@ -30,7 +30,7 @@ class Running:
 
 def _group(service, config: str | None) -> str | None:
     try:
-        settings = service.settings.load(config)
+        settings = SERVICE_SETTINGS[service.name].load(config)
     except SettingsError:
         return None  # its own settings are broken: the port still tells that it runs
     return getattr(getattr(settings, service.name, None), "group_id", None)
