@@ -30,6 +30,7 @@ from edge.archive.store import ArchiveStore, Source
 from edge.archive.stores import archive_store
 from edge.config.settings import ArchiveSettings
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
+from edge.core.words import noun
 from edge.influx.client import InfluxClient
 from edge.influx.answers import Outcome
 from edge.ops.restore_lines import bodies, line_array, value_count
@@ -77,7 +78,7 @@ def sites_text(sites: set | None, lead: str = "for ") -> str:
     shown = ", ".join(names[:SITES_NAMED])
     if len(names) > SITES_NAMED:
         shown += f" and {len(names) - SITES_NAMED} more"
-    return f"{lead}{'site' if len(names) == 1 else 'sites'} {shown}"
+    return f"{lead}{noun(len(names), 'site')} {shown}"
 
 
 class Restorer:
