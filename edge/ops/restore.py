@@ -29,6 +29,7 @@ from edge.archive.restore_parts import ArchivedPart, archived_parts, fields_of, 
 from edge.archive.store import ArchiveStore, Source
 from edge.archive.stores import archive_store
 from edge.config.settings import ArchiveSettings
+from edge.core.backoff import Backoff
 from edge.core.errors import NotFoundError, RefusedError, UnreachableError, UsageError
 from edge.core.words import noun
 from edge.influx.client import InfluxClient
@@ -116,7 +117,7 @@ class Restorer:
         return summary
 
     def _write(self, body: bytes, part: ArchivedPart) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             result = self.writer.write(body)
             if result.ok:
@@ -130,8 +131,7 @@ class Restorer:
                                         f"created: {created.error}")
                 continue
             self.log.warning("restore_write_retried", attempt=attempt, error=result.error[:300])
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            time.sleep(backoff.next_delay())
         raise UnreachableError(f"influxdb: writing {part.key} failed {WRITE_ATTEMPTS} times: {result.error[:300]}")
 
 
