@@ -26,6 +26,13 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def p99(values) -> float:
+    """The 99th percentile of ``values`` (any order), by nearest rank: the one way
+    every bench states a tail latency."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
 def quiet_log(level: int = 30):
     """structlog at ``level`` and up (default warnings): figures, not service logs."""
     import structlog

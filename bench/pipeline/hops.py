@@ -13,7 +13,7 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench.harness import PARTITIONS, POINTS_PER_MESSAGE, create_topic
+from bench.harness import PARTITIONS, POINTS_PER_MESSAGE, create_topic, p99
 from edge.config.settings import KafkaSettings
 from edge.kafka.config import consumer_config, producer_config
 from edge.parser import to_lines
@@ -57,10 +57,6 @@ def hop_split(prefix: str, published_wall: dict[int, float], seen_wall: dict[int
 
 
 def hop_line(hops: dict[str, list[float]]) -> str:
-    def p99(values: list[float]) -> float:
-        values = sorted(values)
-        return values[min(len(values) - 1, int(0.99 * len(values)))]
-
     parts = [f"{name} {statistics.median(v) * 1000:,.0f} / {p99(v) * 1000:,.0f} ms" for name, v in hops.items() if v]
     return "by hop, p50 / p99: " + ", ".join(parts) + " (Kafka record timestamps; sink = parsed -> queryable)"
 
@@ -105,8 +101,6 @@ def broker_floor(rate: float, seconds: float) -> list[float]:
 
 
 def floor_line(latencies: list[float], rate: float) -> str:
-    values = sorted(latencies)
-    p99 = values[min(len(values) - 1, int(0.99 * len(values)))]
     return (f"the broker's floor, one bare hop at {rate:.0f} records/s with the services' settings: "
-            f"p50 {statistics.median(values) * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms ({len(values)} records; "
-            f"the path has two such hops)")
+            f"p50 {statistics.median(latencies) * 1000:,.0f} ms, p99 {p99(latencies) * 1000:,.0f} ms "
+            f"({len(latencies)} records; the path has two such hops)")
