@@ -27,12 +27,10 @@ unknown, or a unit failed (the table says which and why).
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config.services import BY_NAME, with_units
@@ -246,38 +244,3 @@ def dlq_count(config: str | None) -> Dlq:
         if reader is not None:
             reader.close()
     return dlq
-
-
-def _port_option(text: str) -> tuple[str, int]:
-    name, _, port = text.partition("=")
-    if name not in SERVICES or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PORT, NAME one of {', '.join(SERVICES)}")
-    return name, int(port)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="one JSON object: {services: [...], dlq: {...}}")
-    parser.add_argument("--port", action="append", type=_port_option, default=[], metavar="NAME=PORT",
-                        help="a service's metrics port, when not [metrics] ports' nor its unit's (repeatable)")
-    parser.add_argument("--service", action="append", choices=list(SERVICES), help="only this service (repeatable)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from edge.config.settings import StatusSettings
-    from edge.runtime.supervision import systemd_running
-
-    config = getattr(args, "config", None)
-    settings = StatusSettings.load(config)
-    metrics = settings.metrics
-    given = dict(args.port)
-    ports = {**metrics.ports, **given}
-    systemd = systemd_running()
-    rows = [service_health(s, metrics.host, ports.get(s), systemd, settings.archive.directory, metrics.enabled,
-                           s in given) for s in args.service or list(SERVICES)]
-    dlq = dlq_count(config)
-    if args.json:
-        print(json.dumps({"services": [asdict(h) for h in rows], "dlq": asdict(dlq)}, indent=2))
-    else:
-        print(table(rows, time.time()))
-        print(dlq_line(dlq))
-    return 1 if failing(rows) else 0
