@@ -31,7 +31,6 @@ Logs: one line per state change. Counters: the prometheus_client objects below.
 
 from __future__ import annotations
 
-import argparse
 import time
 from functools import partial
 
@@ -303,12 +302,9 @@ class Bridge:
         self.log.info("stopped", handed_back=unsettled, acked=self.acked_total)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = BridgeSettings.load(args.config)
+def serve(config: str | None) -> int:
+    """Run the bridge until stopped; the exit code (``edge bridge``)."""
+    settings = BridgeSettings.load(config)
     log, stop, runtime = start_service("bridge", settings)
     log.info("starting", queue=settings.amqp.queue, topic=settings.kafka.raw_topic, bootstrap=settings.kafka.bootstrap_servers)
     return Bridge(settings, stop, log, runtime=runtime).run()

@@ -1,5 +1,15 @@
 """``edge bridge``: RabbitMQ queue -> Kafka raw topic."""
 
-from edge.bridge.stage import add_arguments, run
+from __future__ import annotations
 
-__all__ = ["add_arguments", "run"]
+import argparse
+
+from edge.bridge.stage import serve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bridge takes only the common --config."""
+
+
+def run(args: argparse.Namespace) -> int:
+    return serve(args.config)

@@ -1,5 +1,15 @@
 """``edge parse``: Kafka raw topic -> parsed topic and DLQ."""
 
-from edge.parser.stage import add_arguments, run
+from __future__ import annotations
 
-__all__ = ["add_arguments", "run"]
+import argparse
+
+from edge.parser.stage import serve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group-id", help="consumer group (default from [parser] group_id)")
+
+
+def run(args: argparse.Namespace) -> int:
+    return serve(args.config, args.group_id)

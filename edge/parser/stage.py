@@ -28,7 +28,6 @@ once a rewound partition moves on again.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from confluent_kafka import KafkaError
@@ -176,10 +175,6 @@ class ParseStage:
             self.rewind_backoff.reset()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--group-id", help="consumer group (default from [parser] group_id)")
-
-
 def build(settings: ParserSettings, stop, log, supervisor=None) -> tuple[StageRunner, ParseStage]:
     """The parser's runner and stage, wired (``run`` and the benchmarks use it)."""
     supervisor = supervisor or ServiceRuntime("parser", settings.metrics, log, env={})
@@ -196,10 +191,11 @@ def build(settings: ParserSettings, stop, log, supervisor=None) -> tuple[StageRu
     return runner, ParseStage(settings, producer, runner.log)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = ParserSettings.load(args.config)
-    if args.group_id:
-        settings.parser.group_id = args.group_id
+def serve(config: str | None, group_id: str | None = None) -> int:
+    """Run the parse stage until stopped; the exit code (``edge parse``)."""
+    settings = ParserSettings.load(config)
+    if group_id:
+        settings.parser.group_id = group_id
     log, stop, supervisor = start_service("parser", settings)
     runner, stage = build(settings, stop, log, supervisor)
     return runner.run(stage, f"parsing {settings.kafka.raw_topic} -> {settings.kafka.parsed_topic}")

@@ -34,7 +34,6 @@ reads them again from the committed offset; a second write is harmless).
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -267,10 +266,6 @@ class SinkStage:
         self.failing_reason = reason
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--group-id", help="consumer group (default: sink.group_id)")
-
-
 def build(settings: SinkSettings, stop, log, supervisor=None) -> tuple[StageRunner, SinkStage]:
     """The sink's runner and stage, wired (``run`` and the benchmarks use it)."""
     supervisor = supervisor or ServiceRuntime("sink", settings.metrics, log, env={})
@@ -284,10 +279,11 @@ def build(settings: SinkSettings, stop, log, supervisor=None) -> tuple[StageRunn
     return runner, SinkStage(settings, producer, runner.log)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = SinkSettings.load(getattr(args, "config", None))
-    if getattr(args, "group_id", None):
-        settings.sink.group_id = args.group_id
+def serve(config: str | None, group_id: str | None = None) -> int:
+    """Run the sink until stopped; the exit code (``edge sink``)."""
+    settings = SinkSettings.load(config)
+    if group_id:
+        settings.sink.group_id = group_id
     log, stop, supervisor = start_service("sink", settings)
     log.info("starting", influxdb=settings.influxdb.url, database=settings.influxdb.database,
              write_concurrency=settings.sink.write_concurrency)
