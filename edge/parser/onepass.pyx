@@ -12,7 +12,7 @@ exponents where orjson and ``repr`` differ), duplicate keys or series, anything 
 pure parser would name in ``problems`` or refuse with ``ParseError``.
 
 The rules it repeats from the pure parser (``points.py``, ``fields.py``,
-``names.py``) are stated where they are applied; ``tests/test_parser_onepass.py``
+``edge/core/lineproto.py``) are stated where they are applied; ``tests/test_parser_onepass.py``
 holds the two to the same output over generated documents.
 """
 

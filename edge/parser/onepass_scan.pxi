@@ -58,7 +58,7 @@ cdef inline int put(Buf* b, const void* s, Py_ssize_t n) except -1:
 
 
 cdef inline int put_escaped(Buf* b, const uchar* s, Py_ssize_t n, const uchar* table) except -1:
-    """``s`` with a backslash before each byte ``table`` marks (names.py rule 5)."""
+    """``s`` with a backslash before each byte ``table`` marks (the escaping rule of edge/core/lineproto.py)."""
     cdef Py_ssize_t i
     cdef uchar c
     if b.len + 2 * n > b.cap:
