@@ -308,3 +308,20 @@ def test_the_readmes_example_configuration_is_valid(tmp_path):
         (tmp_path / "credentials" / name).write_text("secret\n")
     result = _check("--config", str(config))
     assert result.returncode == 0, result.stderr
+
+
+def test_config_check_names_an_ambiguous_map(tmp_path):
+    config = tmp_path / "nodes.toml"
+    config.write_text('[influxdb]\nsite_map_version = 1\n'
+                      '[influxdb.nodes.b]\nurl = "http://127.0.0.1:18096"\nsites = ["north-*", "x"]\n'
+                      '[influxdb.nodes.c]\nurl = "http://127.0.0.1:18106"\nsites = ["nor*", "x"]\n')
+    result = _check("--config", str(config))
+    assert result.returncode == 3
+    (problem,) = [p for p in _problems(result.stderr) if "influxdb" in p]
+    assert "site 'x' is listed under more than one node: b, c" in problem
+    assert "globs 'north-*' (node 'b') and 'nor*' (node 'c') can match the same site" in problem
+    config.write_text('[influxdb]\nsite_map_version = 1\n'
+                      '[influxdb.nodes.b]\nurl = "http://127.0.0.1:18096"\nsites = ["north-*", "x"]\n')
+    result = _check("--config", str(config), "--service", "sink")
+    assert result.returncode == 0, result.stderr
+    assert 'sites = ["north-*", "x"]' in result.stdout

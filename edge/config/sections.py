@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from edge.config.services import default_metrics_ports
+from edge.core.site_routes import DEFAULT_NODE, SiteRoutes
 from edge.config.types import (
     HttpUrl,
     ListenPort,
@@ -126,6 +127,27 @@ class KafkaSettings(_Section):
         return conf
 
 
+def _site_pattern(value: str) -> str:
+    if not value or value != value.strip():
+        raise ValueError(f"a site name or glob must be non-empty without surrounding spaces: {value!r}")
+    return value
+
+
+SitePattern = Annotated[str, BeforeValidator(_site_pattern)]
+NodeName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+
+
+def _node_url_key(url: str) -> str:
+    return url.rstrip("/").lower()
+
+
+class InfluxNode(_Section):
+    """One more InfluxDB node: where it is, and the sites it holds."""
+
+    url: HttpUrl
+    sites: list[SitePattern] = Field(default_factory=list)
+
+
 class InfluxSettings(_Section):
     url: HttpUrl = "http://127.0.0.1:18086"
     database: Annotated[str, Field(min_length=1)] = "microgrid"
@@ -141,6 +163,54 @@ class InfluxSettings(_Section):
     # so (``consistency=`` on every write; docs/scaling.md). Unset: not sent, the
     # server's default applies (``one`` on Enterprise); OSS accepts and ignores it.
     consistency: Literal["any", "one", "quorum", "all"] | None = None
+    # More nodes, each owning whole sites (docs/scaling.md): name -> its URL and the
+    # sites it holds (exact names or globs). ``url`` above is the node named
+    # "default": it holds every site no node names, and ``sites`` here (optional)
+    # keeps sites on it that another node's glob would take. Credentials, database
+    # and timeouts are the same on every node. Bump ``site_map_version`` on every
+    # change of the map: the services log it and export it as a metric.
+    nodes: dict[NodeName, InfluxNode] = Field(default_factory=dict)
+    sites: list[SitePattern] = Field(default_factory=list)
+    site_map_version: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _site_map_sound(self) -> "InfluxSettings":
+        if self.nodes and not self.site_map_version:
+            raise ValueError("influxdb.nodes is set: set influxdb.site_map_version too (1, then +1 on every "
+                             "change of the map), so every service can say which map it runs with")
+        if DEFAULT_NODE in self.nodes:
+            raise ValueError(f"{DEFAULT_NODE!r} is the node of influxdb.url; name the other nodes differently")
+        urls: dict[str, str] = {_node_url_key(self.url): DEFAULT_NODE}
+        for name, node in self.nodes.items():
+            other = urls.setdefault(_node_url_key(node.url), name)
+            if other != name:
+                raise ValueError(f"nodes {other!r} and {name!r} have the same URL {node.url}")
+        problems = self.routes().problems(self.node_names)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def routes(self) -> SiteRoutes:
+        """The site -> node map (``edge.core.site_routes``)."""
+        rules = {DEFAULT_NODE: list(self.sites)} if self.sites else {}
+        rules.update({name: list(node.sites) for name, node in self.nodes.items()})
+        return SiteRoutes(rules, DEFAULT_NODE)
+
+    @property
+    def node_names(self) -> list[str]:
+        """Every node, the default first."""
+        return [DEFAULT_NODE, *self.nodes]
+
+    def node_settings(self, name: str) -> "InfluxSettings":
+        """These settings for one node alone: its URL, no map (what a client of that
+        node is built from)."""
+        if name == DEFAULT_NODE:
+            url = self.url
+        elif name in self.nodes:
+            url = self.nodes[name].url
+        else:
+            raise KeyError(f"no InfluxDB node named {name!r} (nodes: {', '.join(self.node_names)})")
+        return self.model_copy(update={"url": url, "nodes": {}, "sites": [], "site_map_version": 0})
 
     @model_validator(mode="after")
     def _password_from_file(self) -> "InfluxSettings":
