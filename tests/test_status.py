@@ -151,3 +151,39 @@ def test_metrics_text_and_table_are_read_by_the_projects_naming():
     assert failing([health, Health("archive", "idle")]) == []
     down = [Health("sink", "unknown"), Health("bridge", "inactive"), Health("archive", "failed")]
     assert failing(down + [health]) == down
+
+
+def test_each_influxdb_node_has_a_row_and_one_down_makes_exit_1(influx_nodes, edge_env, tmp_path):
+    """Two real nodes of the map up, then a third on a port nothing listens on:
+    a row per node, up with its version, down with the reason; exit 1."""
+    first, second, _third = influx_nodes
+    config = tmp_path / "edge.toml"
+    closed = free_port()
+
+    def write(extra: str = "") -> None:
+        config.write_text(f'[influxdb]\nurl = "{first.url}"\nsite_map_version = 1\n'
+                          f'[influxdb.nodes.node2]\nurl = "{second.url}"\nsites = ["north-*", "000007"]\n{extra}')
+
+    write()
+    env = dict(edge_env, EDGE_CONFIG=str(config))
+    result = status("--service", "archive", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("INFLUXDB NODE")))
+    assert re.match(rf"default\s+up\s+{re.escape(first.url)}\s+1\.\S+\s+every site no other node names$",
+                    lines[at + 1]), lines
+    assert re.match(rf"node2\s+up\s+{re.escape(second.url)}\s+1\.\S+\s+north-\*, 000007$", lines[at + 2]), lines
+
+    write(f'[influxdb.nodes.gone]\nurl = "http://127.0.0.1:{closed}"\nsites = ["south-1"]\n')
+    result = status("--json", "--service", "archive", env=env)
+    assert result.returncode == 1, result.stdout
+    nodes = {row["node"]: row for row in json.loads(result.stdout)["influxdb"]}
+    assert [nodes[n]["state"] for n in ("default", "node2", "gone")] == ["up", "up", "down"]
+    assert nodes["gone"]["detail"] == "connection refused" and nodes["gone"]["url"] == f"http://127.0.0.1:{closed}"
+
+    # A map the settings refuse: one row says why, exit 1.
+    write('[influxdb.nodes.node3]\nurl = "http://127.0.0.1:1"\nsites = ["north-1*"]\n')
+    result = status("--service", "archive", env=env)
+    assert result.returncode == 1
+    row = result.stdout.splitlines()[-1]
+    assert row.startswith("?") and "the [influxdb] settings cannot be read" in row and "north-1*" in row, row

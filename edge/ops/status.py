@@ -21,8 +21,12 @@ archive) it reads what is there to read, and says why when it cannot tell:
   resolution markers; ``edge dlq list`` tells the failures apart and which are
   resolved.
 
-Exit status: 0 when every long-running service is running; 1 when one is down or
-unknown, or a unit failed (the table says which and why).
+Then one row per InfluxDB node of the site map (``edge.ops.influx_health``):
+reachable or not, and why.
+
+Exit status: 0 when every long-running service is running and every InfluxDB
+node answers; 1 when one is down or unknown, or a unit failed (the table says
+which and why).
 """
 
 from __future__ import annotations
