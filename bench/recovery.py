@@ -13,7 +13,10 @@ and consumer groups, default settings: static group membership, 6 s session):
    endpoint) and until InfluxDB's count grows again with what it delivered;
 3. at the end, the count in InfluxDB must be exactly 17 points per published
    message (nothing lost, nothing doubled);
-4. the floor under 2: a bare consumer (``bench.bare_member``: the services'
+4. steps 1-3 run twice: with ``[kafka] assignment = "group"`` (the default: a
+   consumer group, static members) and with ``"all"`` (each stage reads every
+   partition directly, no group join: ``edge.kafka.assignment``);
+5. the floor under 2 in group mode: a bare consumer (``bench.bare_member``: the services'
    consumer settings, no stage code) killed and restarted the same way, as a
    static member (what the services are) and as a dynamic one, printing the
    seconds from the restart until the broker hands the partitions back. On
@@ -21,7 +24,7 @@ and consumer groups, default settings: static group membership, 6 s session):
    holds JoinGroup and SyncGroup about 3 s each); Apache Kafka answers a known
    static member's rejoin at once with its old assignment (KIP-345), no rebalance.
 
-Usage: ``.venv/bin/python -m bench.recovery [--rate 50] [--steady-s 5]``.
+Usage: ``.venv/bin/python -m bench.recovery [--rate 50] [--steady-s 5] [--assignment both]``.
 """
 
 from __future__ import annotations
@@ -168,18 +171,11 @@ def say_bare_floor() -> None:
             f"{', '.join(f'{s:.1f}' for s in rejoins)} s (median {statistics.median(rejoins):.1f})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=50.0, help="messages per second while crashing")
-    parser.add_argument("--steady-s", type=float, default=5.0, help="seconds of flow between crashes")
-    parser.add_argument("--skip-bare", action="store_true", help="skip the bare consumer's floor (4)")
-    args = parser.parse_args(argv)
-    dev_services.up()
-    if not args.skip_bare:
-        say("the broker's floor: a bare consumer (bench.bare_member) killed and restarted")
-        say_bare_floor()
-    path = Path3("recovery")
+def recover(args, assignment: str) -> bool:
+    """One run of 1-3 with ``[kafka] assignment`` set; whether the counts were exact."""
+    path = Path3(f"recovery-{assignment}")
     path.env["EDGE_METRICS__ENABLED"] = "true"
+    path.env["EDGE_KAFKA__ASSIGNMENT"] = assignment
     path.start()
     try:
         ready_s = path.wait_ready()
@@ -187,13 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         publisher.start()
         wait(lambda: path.influx.points_fast() > 0, 120, "first point")
         first_s = time.monotonic() - path.started_at
-        say(f"recovery bench at {args.rate:.0f} msgs/s: first start ready in {ready_s:.1f} s, "
-            f"first point queryable {first_s:.1f} s after start")
-        results = {}
+        say(f"recovery bench at {args.rate:.0f} msgs/s, [kafka] assignment = {assignment!r}: first start ready "
+            f"in {ready_s:.1f} s, first point queryable {first_s:.1f} s after start")
         for name in ("sink", "parse", "bridge"):
             time.sleep(args.steady_s)
             delivers, grows = crash_and_restart(path, name)
-            results[name] = grows
             say(f"  kill -9 {name:6s} + restart: delivers again after {delivers:5.1f} s, "
                 f"InfluxDB count grows again after {grows:5.1f} s")
         time.sleep(args.steady_s)
@@ -206,9 +200,27 @@ def main(argv: list[str] | None = None) -> int:
         exact = "exact" if stored == expected else "NOT EXACT"
         say(f"  end: {publisher.published:,} messages published, {stored:,} points stored, "
             f"{expected:,} expected: {exact}")
-        return 0 if stored == expected else 1
+        return stored == expected
     finally:
         path.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="messages per second while crashing")
+    parser.add_argument("--steady-s", type=float, default=5.0, help="seconds of flow between crashes")
+    parser.add_argument("--skip-bare", action="store_true", help="skip the bare consumer's floor (5)")
+    parser.add_argument("--assignment", choices=("group", "all", "both"), default="both",
+                        help="[kafka] assignment of the parser and the sink: consumer group (the default "
+                             "setting), every partition directly, or one run of each (default)")
+    args = parser.parse_args(argv)
+    dev_services.up()
+    if not args.skip_bare:
+        say("the broker's floor: a bare consumer (bench.bare_member) killed and restarted")
+        say_bare_floor()
+    modes = ("group", "all") if args.assignment == "both" else (args.assignment,)
+    exact = [recover(args, mode) for mode in modes]
+    return 0 if all(exact) else 1
 
 
 if __name__ == "__main__":

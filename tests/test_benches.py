@@ -28,7 +28,7 @@ ARGS = {
     "replay": ["--messages", "50"],
     "archive": ["--rows", "2000"],
     "restore": ["--rows", "2000"],
-    "recovery": ["--rate", "10", "--steady-s", "1"],
+    "recovery": ["--rate", "10", "--steady-s", "1", "--assignment", "all"],
     # (e) is not run: see QUIX below.
     "pipeline": ["--messages", "30", "--sites", "3", "--whole-path-s", "2", "--preload", "200",
                  "--latency-s", "2", "--latency-rate", "20", "--skip", "e"],

@@ -100,6 +100,12 @@ class KafkaSettings(_Section):
     # come back), and how often members heartbeat (about a third of it).
     session_timeout_ms: Positive = 6000
     heartbeat_interval_ms: Positive = 1500
+    # "group": the stages' consumers share partitions through their consumer group
+    # (several instances, failover). "all": each stage instance reads every
+    # partition itself, no membership (edge.kafka.assignment): one instance per
+    # service, as the systemd units run them; a restart reads again at once
+    # instead of after a group join (about 6 s on tansu).
+    assignment: Literal["group", "all"] = "group"
 
     @property
     def raw_topic(self) -> str:

@@ -6,7 +6,9 @@ offsets its work has made safe to commit. It never touches the consumer. The
 runner owns the rest, once for all stages:
 
 - the consumer: static group membership (``edge.kafka.config``), subscribe,
-  rebalance callbacks, error callback (``edge.kafka.health``);
+  rebalance callbacks, error callback (``edge.kafka.health``); or, with
+  ``[kafka] assignment = "all"``, every partition assigned directly, no group
+  (``edge.kafka.assignment``);
 - the loop: stop signal, watchdog, READY once the broker answered, consumer lag;
   it waits for one record at most the stage's ``due_in_s`` and takes the rest
   already fetched without waiting, so a record is handed over as soon as it
@@ -37,6 +39,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from edge.core.backoff import Backoff
 from edge.core.flow import Holding
+from edge.kafka.assignment import DirectAssignment
 from edge.kafka.config import consumer_config
 from edge.kafka.flow import FetchFlow
 from edge.kafka.lag import LagGauge
@@ -99,6 +102,8 @@ class StageRunner:
         self.consumer = Consumer(conf)
         self.flow = FetchFlow(self.consumer, topic, paused_gauge, self.log, supervisor)
         self.stage: Stage | None = None
+        # ``[kafka] assignment = "all"``: every partition, no group membership.
+        self.direct = DirectAssignment(self.consumer, topic, self.log) if kafka.assignment == "all" else None
         self._wait_s = 0.05
         self._committed: dict[int, int] = {}
         self._next_commit = 0.0
@@ -109,15 +114,21 @@ class StageRunner:
     def run(self, stage: Stage, ready_status: str) -> int:
         self.stage = stage
         self.flow.ready_status = ready_status
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
-        self.log.info("started", group_instance_id=self.instance_id)
+        if self.direct is None:
+            self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                    on_lost=self._on_lost)
+            self.log.info("started", group_instance_id=self.instance_id)
+        else:
+            self.log.info("started", assignment="all")
         code = 0
         try:
             if wait_for_kafka(self.consumer, self.topic, self.supervisor, self.stop, self.log):
+                self._assign_directly()
                 self.supervisor.ready(ready_status)
             while not self.stop.is_set():
                 self.supervisor.alive()
+                if self.direct is not None and self.direct.due():
+                    self._assign_directly()
                 try:
                     self._step(stage)
                 except Exception as exc:  # a bug in a stage: log, back off, keep the offsets
@@ -205,6 +216,14 @@ class StageRunner:
         self.stage.assigned(parts)
         self.flow.assigned()
         self.log.info("partitions_assigned", partitions=parts)
+
+    def _assign_directly(self) -> None:
+        """``assignment = "all"``: take the topic's partitions not taken yet."""
+        if self.direct is None:
+            return
+        new = self.direct.grow_quietly()
+        if new:
+            self._on_assign(None, [TopicPartition(self.topic, p) for p in new])
 
     def _on_revoke(self, _consumer, tps: list[TopicPartition]) -> None:
         parts = sorted(tp.partition for tp in tps)
