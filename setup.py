@@ -1,8 +1,10 @@
-"""The parser's compiled hot path (edge/parser/onepass.pyx), built when it can be.
+"""The compiled hot paths, built when they can be: the parser's (edge/parser/onepass.pyx)
+and the archive export's MessagePack decoder (edge/archive/msgcols.pyx).
 
 Everything else is in pyproject.toml. The extension is optional: without Cython, a
 C compiler or Python's headers the install still succeeds and edge.parser runs its
-pure-Python parser (edge.parser.PATH says which runs; the parse stage logs it).
+pure-Python parser (edge.parser.PATH says which runs; the parse stage logs it), and
+the archive decodes with msgpack (edge.archive.columnar.PATH).
 """
 
 from setuptools import Extension, setup
@@ -33,6 +35,8 @@ def extensions() -> list:
         return []
     try:
         return cythonize([Extension("edge.parser.onepass", ["edge/parser/onepass.pyx"],
+                                    extra_compile_args=["-O3"], optional=True),
+                          Extension("edge.archive.msgcols", ["edge/archive/msgcols.pyx"],
                                     extra_compile_args=["-O3"], optional=True)],
                          compiler_directives={"language_level": 3}, quiet=True)
     except Exception as exc:  # noqa: BLE001 - a Cython error means "no extension", not "no install"

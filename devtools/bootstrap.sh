@@ -10,7 +10,7 @@ need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv python3-pip)
 have python3 || need_pkgs+=(python3)
-# The parser's compiled hot path (edge/parser/onepass.pyx) needs a C compiler and
+# The compiled hot paths (edge/parser/onepass.pyx, edge/archive/msgcols.pyx) need a C compiler and
 # Python's headers; without them pip installs the pure-Python parser only.
 have gcc || need_pkgs+=(gcc)
 python3 -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
@@ -58,9 +58,9 @@ install_node() {
 
 install_venv() {
   local stamp=.venv/.installed want
-  # setup.py and the .pyx too: the editable install compiles the parser's extension
-  # in place, so a changed source must be built again.
-  want=$(pins_hash pyproject.toml constraints.txt setup.py edge/parser/onepass*.p*)
+  # setup.py and the .pyx too: the editable install compiles the parser's and the
+  # archive's extensions in place, so a changed source must be built again.
+  want=$(pins_hash pyproject.toml constraints.txt setup.py edge/parser/onepass*.p* edge/archive/msgcols.pyx)
   stamp_ok "$stamp" "$want" && return 0
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade "pip==25.3"

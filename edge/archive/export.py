@@ -4,20 +4,22 @@ Every request goes through the shared ``edge.influx.client.InfluxClient`` (auth,
 TLS, timeouts in one place). Small statements (SHOW ..., count, DELETE) are read
 as JSON. The bulk export streams ``SELECT *`` as chunked MessagePack (``Accept:
 application/x-msgpack``, supported since InfluxDB 1.4): measured on a 1.6 server it
-is about 1.5x faster to decode than chunked JSON, keeps float/integer/boolean types
-exact, and the response is consumed chunk by chunk, so memory depends on
-``chunk_rows``, never on the window.
+is about 1.5x faster to decode than chunked JSON, and InfluxDB serves it faster than
+CSV or JSON (measured on 1.6: 4.6 M values/s against 3.3 and 2.7), keeps
+float/integer/boolean types exact (CSV would not tell a null from an empty string),
+and the response is consumed chunk by chunk, so memory depends on ``chunk_rows``,
+never on the window. ``edge.archive.columnar`` decodes it into Arrow buffers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-import msgpack
 import requests
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_never, wait_exponential
 
-from edge.archive import influxql
+from edge.archive import columnar, influxql
+from edge.archive.columnar import Decoded
 from edge.archive.windows import Window
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.client import InfluxClient
@@ -183,8 +185,11 @@ class InfluxArchiveSource:
 
     # -------------------------------------------------------------- bulk export
 
-    def export(self, window: Window, chunk_rows: int) -> Iterator[tuple[list[str], list[list]]]:
-        """``(columns, rows)`` per chunk of ``SELECT *`` over the window, streamed."""
+    def export(self, window: Window, chunk_rows: int,
+               expected: dict[str, int] | None = None) -> Iterator[tuple[list[str], list[list] | Decoded]]:
+        """``(columns, rows)`` per chunk of ``SELECT *`` over the window, streamed;
+        with ``expected`` (``columnar.kinds``), a chunk the compiled decoder takes
+        comes as ``(columns, Decoded)`` column buffers instead of rows."""
         try:
             resp = self.client.stream(influxql.select_window(self.database, window), chunk_rows)
         except requests.RequestException as exc:
@@ -194,14 +199,14 @@ class InfluxArchiveSource:
                 raise _refused(self.settings, resp.status_code, resp.text[:300].strip())
             if resp.status_code != 200:
                 raise InfluxError(f"export {window.label()}: HTTP {resp.status_code} {resp.text[:300]}")
-            unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30)
-            for data in resp.raw.stream(1 << 20, decode_content=True):
-                unpacker.feed(data)
-                for doc in unpacker:
-                    if doc.get("error"):
-                        raise InfluxError(doc["error"])
-                    for result in doc.get("results", []):
-                        if result.get("error"):
-                            raise InfluxError(result["error"])
-                        for series in result.get("series", []):
-                            yield series["columns"], series["values"]
+            for doc in columnar.documents(resp.raw.stream(1 << 20, decode_content=True), expected or {}):
+                if isinstance(doc, list):
+                    yield from doc
+                    continue
+                if doc.get("error"):
+                    raise InfluxError(doc["error"])
+                for result in doc.get("results", []):
+                    if result.get("error"):
+                        raise InfluxError(result["error"])
+                    for series in result.get("series", []):
+                        yield series["columns"], series["values"]

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from edge.archive import columnar
 from edge.archive import parquet_schema as schema
 from edge.archive.export import InfluxArchiveSource
 from edge.archive.windows import Window
@@ -59,11 +60,14 @@ def write_window(
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:
-        for columns, values in source.export(window, chunk_rows):
+        for columns, values in source.export(window, chunk_rows, columnar.kinds(fields, tags)):
             if writer is None:
                 arrow_schema = schema.arrow_schema(columns, fields, tags)
                 writer = _parquet_writer(tmp, arrow_schema, zstd_level)
-            batch = schema.record_batch(columns, values, arrow_schema)
+            if isinstance(values, columnar.Decoded):
+                batch = columnar.record_batch(columns, values, arrow_schema)
+            else:
+                batch = schema.record_batch(columns, values, arrow_schema)
             del values
             pending.append(batch)
             pending_rows += batch.num_rows

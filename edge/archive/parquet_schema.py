@@ -87,9 +87,11 @@ def _as_text(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def time_array(ns_values: Sequence[int]) -> pa.Array:
+def time_array(ns_values: Sequence[int] | pa.Array) -> pa.Array:
     """Epoch nanoseconds -> microsecond timestamps; raises on a lossy cast."""
-    ns = pa.array(ns_values, type=pa.int64()).cast(_NS_TYPE)
+    if not isinstance(ns_values, pa.Array):
+        ns_values = pa.array(ns_values, type=pa.int64())
+    ns = ns_values.cast(_NS_TYPE)
     try:
         return ns.cast(TIME_TYPE, safe=True)
     except pa.ArrowInvalid as exc:
