@@ -119,3 +119,52 @@ def test_a_part_corrupted_on_disk_is_exported_again(influx_db, tmp_path):
     # The intact window is skipped, the corrupted one exported again: same bytes.
     assert (again.exported, again.skipped, again.failed) == (1, 1, 0)
     assert part.read_bytes() == good
+
+
+def _write(db: str, site: str, minute: int) -> None:
+    body = f"field1,device=Battery,site_id={site} v={minute}.5 {windows.day_start_ns(DAY) + minute * 60 * 10**9}"
+    assert requests.post(f"{INFLUX}/write", params={"db": db}, data=body, timeout=30).status_code == 204
+
+
+def test_the_plan_counts_each_window_once_and_a_count_it_outdated_is_taken_again(influx_db, tmp_path, monkeypatch):
+    """The plan's per-field counts are the windows' counts (no second count(*) per
+    window); a point written after the plan is archived, InfluxDB counted again
+    after the export; a point written after the export fails its window."""
+    from edge.archive.export import InfluxArchiveSource
+    from edge.archive.parquet_file import WrittenPart
+    from edge.archive import window_work
+
+    counted: list[str] = []
+    late = [("000001", 1000)]
+    real_plan, real_counts = InfluxArchiveSource.plan_field_counts, InfluxArchiveSource.window_counts
+
+    def plan_then_write(self, *args):
+        rows = real_plan(self, *args)
+        _write(influx_db, *late[0])  # after the plan, before any export
+        return rows
+
+    def window_counts(self, window, policy=None):
+        counted.append(window.site_id)
+        return real_counts(self, window, policy)
+
+    monkeypatch.setattr(InfluxArchiveSource, "plan_field_counts", plan_then_write)
+    monkeypatch.setattr(InfluxArchiveSource, "window_counts", window_counts)
+    summary = archive(_settings(influx_db, tmp_path), START, END, keep=True, progress=False, workers=1)
+    assert (summary.exported, summary.failed, summary.values) == (2, 0, 601), summary.failures
+    assert counted == ["000001"]  # only the window the plan's count no longer fits
+
+    real_write = window_work.write_window
+
+    def write_then_more(source, window, *args, **kwargs) -> WrittenPart:
+        part = real_write(source, window, *args, **kwargs)
+        _write(influx_db, window.site_id, 1001)  # after the export, before the verification
+        return part
+
+    monkeypatch.setattr(window_work, "write_window", write_then_more)
+    _write(influx_db, "000003", 5)  # a new window for the next run
+    late[0] = ("000003", 6)  # its plan's count is outdated: counted again, after the export
+    counted.clear()
+    again = archive(_settings(influx_db, tmp_path), START, END, keep=True, progress=False, workers=1)
+    assert (again.exported, again.unchanged + again.skipped, again.failed) == (0, 2, 1), again.failures
+    assert "site_id=000003" in str(again.failures) and "counts changed during export" in str(again.failures)
+    assert counted == ["000003"]

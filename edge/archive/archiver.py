@@ -166,7 +166,8 @@ def _window_results(work: WindowWork, windows: list[Window], workers: int):
     """``(window, index, summary, error, pid, peak RSS)`` per window as they finish:
     in this process, or over a pool of ``workers`` processes."""
     if workers > 1 and len(windows) > 1:
-        yield from archive_in_pool(work.settings, work.delete, work.scope, windows, min(workers, len(windows)))
+        yield from archive_in_pool(work.settings, work.delete, work.scope, windows, min(workers, len(windows)),
+                                   work.planned)
         return
     for w in windows:
         part = ArchiveSummary()

@@ -69,6 +69,11 @@ def _partial_delete(exc: BaseException) -> bool:
     return isinstance(exc, InfluxError) and delete_incomplete(str(exc))
 
 
+def _field_counts(columns: list[str], values: list) -> dict[str, int]:
+    """One row of ``count(*)``: values per field, fields with none left out."""
+    return {col.removeprefix("count_"): int(n) for col, n in zip(columns[1:], values[1:]) if n}
+
+
 class InfluxArchiveSource:
     # A DELETE that reached only some Enterprise data nodes is sent again until it
     # succeeds: waits of 1 s, 2 s, 4 s ... up to this ceiling.
@@ -146,11 +151,18 @@ class InfluxArchiveSource:
 
     def plan_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int]]:
         """``(site_id, day_start_ns, values)`` for every site-day holding points."""
+        return [(site, day, sum(counts.values()))
+                for site, day, counts in self.plan_field_counts(policy, measurement, start_ns, end_ns)]
+
+    def plan_field_counts(self, policy: str, measurement: str, start_ns: int,
+                          end_ns: int) -> list[tuple[str, int, dict[str, int]]]:
+        """``(site_id, day_start_ns, values per field)`` for every site-day holding
+        points: each window's ``window_counts`` as of the plan, in one query."""
         out = []
         for s in self._rows(influxql.count_plan(self.database, policy, measurement, start_ns, end_ns)):
             site = (s.get("tags") or {}).get("site_id", "")
             for v in s["values"]:
-                out.append((site, int(v[0]), sum(x for x in v[1:] if x)))
+                out.append((site, int(v[0]), _field_counts(s["columns"], v)))
         return out
 
     def window_counts(self, window: Window, policy: str | None = None) -> dict[str, int]:
@@ -159,9 +171,7 @@ class InfluxArchiveSource:
         counts: dict[str, int] = {}
         for s in self._rows(influxql.count_window(self.database, window, policy)):
             for v in s["values"]:
-                for col, n in zip(s["columns"][1:], v[1:]):
-                    if n:
-                        counts[col.removeprefix("count_")] = int(n)
+                counts.update(_field_counts(s["columns"], v))
         return counts
 
     def delete(self, window: Window) -> None:

@@ -69,12 +69,13 @@ def _start(parent: int, values: dict, delete: bool, scope: Scope) -> None:
     _work = WindowWork(settings, InfluxArchiveSource(settings.influxdb), target, local, delete, log, scope)
 
 
-def _one(window: Window):
-    """One window in this worker: (index to delete or None, its summary, the error or None, pid, peak RSS bytes)."""
+def _one(window: Window, counts: dict[str, int] | None = None):
+    """One window in this worker (``counts``: the plan's): (index to delete or None,
+    its summary, the error or None, pid, peak RSS bytes)."""
     summary = ArchiveSummary()
     index, error = None, None
     try:
-        index = _work.archive_window(window, summary)
+        index = _work.archive_window(window, summary, counts)
     except Exception as exc:  # the parent decides what it stops
         error = exc if _picklable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -91,9 +92,12 @@ def _picklable(exc: Exception) -> bool:
         return False
 
 
-def archive_in_pool(settings: ArchiveSettings, delete: bool, scope: Scope, windows: list[Window], workers: int):
-    """Yield ``(window, index, summary, error)`` as windows finish; the caller may
-    stop early (``close()`` the generator): windows not started are not started."""
+def archive_in_pool(settings: ArchiveSettings, delete: bool, scope: Scope, windows: list[Window], workers: int,
+                    planned: dict[Window, dict[str, int]] | None = None):
+    """Yield ``(window, index, summary, error)`` as windows finish (``planned``: the
+    plan's counts per window); the caller may stop early (``close()`` the
+    generator): windows not started are not started."""
+    planned = planned or {}
     # spawn, not forkserver: a forkserver's workers are its children and keep it
     # alive, so they would outlive a killed archiver; spawned ones die with it.
     context = get_context("spawn")
@@ -105,7 +109,7 @@ def archive_in_pool(settings: ArchiveSettings, delete: bool, scope: Scope, windo
             while queue or pending:
                 while queue and len(pending) < 2 * workers:  # a short queue: a stop stops soon
                     w = queue.pop()
-                    pending[pool.submit(_one, w)] = w
+                    pending[pool.submit(_one, w, planned.get(w))] = w
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     w = pending.pop(future)
