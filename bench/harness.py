@@ -124,8 +124,8 @@ class CpuMeter:
 class Influx:
     """A bench's own InfluxDB database: created here, dropped by ``drop``."""
 
-    def __init__(self, database: str):
-        self.settings = InfluxSettings(database=database)
+    def __init__(self, database: str, url: str | None = None):
+        self.settings = InfluxSettings(database=database, **({"url": url} if url else {}))
         self.writer = InfluxClient(self.settings)
         assert self.writer.ensure_database().ok
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     res: dict[str, dict] = {}
     failed = []
-    phases = [("a", lambda: bench_ceiling(lines)), ("b", lambda: bench_sink(lines)),
+    phases = [("a", lambda: bench_ceiling(lines)), ("b", lambda: bench_sink(lines, args.sink_nodes, args.sites)),
               ("e", lambda: bench_quix(lines)), ("c", lambda: bench_whole_path(args.whole_path_s, args.sites, args.preload)),
               ("d", lambda: bench_latency(args.latency_s, args.latency_rate))]
     for key, phase in phases:
@@ -90,6 +90,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preload", type=int, default=20000, help="queue depth the feeder keeps during (c) (between half and this)")
     parser.add_argument("--latency-rate", type=float, default=100.0, help="msgs/s published during (d)")
     parser.add_argument("--skip", default="", help="phases to skip, e.g. c,d,e")
+    parser.add_argument("--sink-nodes", type=int, default=1, choices=(1, 2, 3),
+                        help="InfluxDB nodes (b) writes to, the sites split between them (devtools nodes)")
     return parser.parse_args(argv)
 
 

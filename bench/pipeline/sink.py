@@ -1,7 +1,11 @@
 """(b) the sink stage alone: the lines pre-loaded in a 6-partition parsed topic,
-drained by ``edge.sink.stage`` (defaults: 5,000-line batches, 2 writers), from its
-first write to its last; then (k): the same topic drained by a bare consumer, the
-rate the broker hands records out at (the sink's other ceiling)."""
+drained by ``edge.sink.stage`` (defaults: 5,000-line batches, 2 writers per node),
+from its first write to its last; then (k): the same topic drained by a bare
+consumer, the rate the broker hands records out at (the sink's other ceiling).
+
+``--sink-nodes 2``: the same against two InfluxDB nodes (the default one and
+``influxdb-node2`` of ``devtools.services``, started if needed), every second site
+on the second node through ``[influxdb.nodes]``; the points are counted on both."""
 
 from __future__ import annotations
 
@@ -15,10 +19,12 @@ import psutil
 from confluent_kafka import Consumer
 
 from bench.harness import CpuMeter, Influx, create_topic, fill_topic, named_processes, say
+from devtools import services as dev_services
 from edge.config.settings import InfluxSettings, KafkaSettings, SinkSettings
 from edge.core.lifecycle import StopSignal
 from edge.core.lineproto import series_key
 from edge.kafka.config import consumer_config
+from edge.simulator.messages import site_id
 from edge.sink import stage as sink_module
 
 
@@ -40,18 +46,20 @@ class TimedConsumer:
         return getattr(self._inner, name)
 
 
-def bench_sink(lines: list[bytes]) -> dict:
+def bench_sink(lines: list[bytes], nodes: int = 1, sites: int = 10) -> dict:
     import structlog
 
     tag = uuid.uuid4().hex[:8]
     prefix = f"bench_b_{tag}"
-    influx = Influx(prefix)
+    urls = [node.url for node in dev_services.influx_nodes(nodes)]
+    dev_services.influx_nodes_up(nodes)
+    influxes = [Influx(prefix, url) for url in urls]
     create_topic(f"{prefix}.parsed")
     create_topic(f"{prefix}.dlq", 1)
     fill_topic(f"{prefix}.parsed", [(series_key(line), line) for line in lines])
 
     stop = StopSignal()
-    runner, sink = sink_module.build(_sink_settings(prefix, tag), stop, structlog.get_logger().bind(service="sink"))
+    runner, sink = sink_module.build(_sink_settings(prefix, tag, urls, sites), stop, structlog.get_logger().bind(service="sink"))
     timed = TimedConsumer(runner.consumer)
     runner.consumer = timed
     busy = _time_writes(sink.pool)
@@ -63,14 +71,17 @@ def bench_sink(lines: list[bytes]) -> dict:
     deadline.start()
     runner.run(sink, "bench sink")
     deadline.cancel()
-    influx_points = influx.points()
-    influx.drop()
+    per_node = [influx.points() for influx in influxes]
+    influx_points = sum(per_node)
+    for influx in influxes:
+        influx.drop()
     if "last" not in marks:
         raise RuntimeError(f"sink wrote {written._value.get() - base} of {len(lines)} lines in 300 s")
-    figures = _sink_figures(marks, busy["write_s"], timed.consume_s, sink.pool.size)
+    figures = _sink_figures(marks, busy["write_s"], timed.consume_s, sink.pool.threads)
     say(f"  (b) sink: {figures['points_per_s']:,.0f} points/s ({figures['points']:,} points in {figures['wall']:.2f}s "
-        f"after the first batch); InfluxDB holds {influx_points:,} of {len(lines):,}")
-    say(f"      writers busy {figures['writers_busy']:.0%} of the time ({sink.pool.size} writers), "
+        f"after the first batch); InfluxDB holds {influx_points:,} of {len(lines):,}"
+        + (f" ({' + '.join(f'{n:,}' for n in per_node)} on {nodes} nodes)" if nodes > 1 else ""))
+    say(f"      writers busy {figures['writers_busy']:.0%} of the time ({sink.pool.threads} writers), "
         f"main thread waiting in consume() {figures['consume_share']:.0%}")
     say(f"      {cpu.line()}")
     assert influx_points == len(lines), "the sink lost or doubled points"
@@ -79,12 +90,15 @@ def bench_sink(lines: list[bytes]) -> dict:
             "consume_share": figures["consume_share"], "cpu": cpu, "fetch_per_s": fetch}
 
 
-def _sink_settings(prefix: str, tag: str) -> SinkSettings:
+def _sink_settings(prefix: str, tag: str, urls: list[str], sites: int) -> SinkSettings:
     """The sink's defaults on the phase's topics and database; BENCH_SINK_OPTIONS (a
-    JSON object) overrides [sink] settings, for trying others."""
+    JSON object) overrides [sink] settings, for trying others. With several node
+    URLs, site k goes to node k mod n (the first URL is the default node)."""
+    extra = {f"node{n + 1}": {"url": url, "sites": [site_id(k) for k in range(1, sites + 1) if k % len(urls) == n]}
+             for n, url in enumerate(urls) if n}
     settings = SinkSettings(
         kafka=KafkaSettings(topic_prefix=prefix),
-        influxdb=InfluxSettings(database=prefix),
+        influxdb=InfluxSettings(database=prefix, url=urls[0], nodes=extra, site_map_version=1 if extra else 0),
     )
     settings.sink.group_id = f"bench-sink-{tag}"
     for key, value in json.loads(os.environ.get("BENCH_SINK_OPTIONS", "{}")).items():

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from prometheus_client import Gauge
+
 from edge.config.sections import InfluxSettings
 from edge.core.site_routes import SiteRoutes
 from edge.influx.client import InfluxClient
+
+SITE_MAP_VERSION = Gauge("edge_influx_site_map_version",
+                         "influxdb.site_map_version of the site -> node map this service runs with (0: one node)")
 
 
 class InfluxNodes:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from edge.core.site_routes import DEFAULT_NODE
+
 
 @dataclass(frozen=True)
 class BatchLimits:
@@ -25,12 +27,14 @@ class BatchLimits:
 
 @dataclass
 class PartitionBuffer:
-    """Records of one partition consumed and not yet written, oldest first.
+    """Records of one partition consumed and not yet written, oldest first: with
+    several InfluxDB nodes, those of one partition for one node (a "lane").
 
     ``records`` holds the consumer's message objects (value, key, headers, offset
     are read only when needed); ``next_offset`` is the offset expected next, so a
-    record fetched a second time (after a pause or a seek) is recognised. Records
-    being written are not here any more, and come back (at the head) if that fails.
+    record fetched a second time (after a pause or a seek) is recognised (with
+    several nodes, the sink keeps that per partition instead). Records being
+    written are not here any more, and come back (at the head) if that fails.
     """
 
     partition: int
@@ -38,6 +42,7 @@ class PartitionBuffer:
     nbytes: int = 0
     next_offset: int = -1
     oldest_at: float | None = None  # when the oldest record held was fetched
+    node: str = DEFAULT_NODE  # the InfluxDB node these records go to
 
 
 def write_due(lines: int, nbytes: int, oldest_at: float | None, now: float, limits: BatchLimits) -> bool:
