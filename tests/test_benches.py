@@ -42,7 +42,8 @@ FIGURES = {
                rf"BMS document with lists .*\n\s+to_lines\s+{NUMBER} msgs/s\s+{NUMBER} fields/s", r"targets: "],
     "systemd_security": [r"edge-sink\.service\s+exposure=\d", r"worst long-running exposure=\d"],
     "replay": [rf"to_lines alone\s+{NUMBER} msgs/s", rf"edge replay\s+{NUMBER} msgs/s\s+{NUMBER} points/s",
-               rf"ratio\s+{NUMBER} of the parser's rate"],
+               rf"broker floor\s+{NUMBER} msgs/s\s+{NUMBER} records/s", rf"ratio\s+{NUMBER} of the parser's rate",
+               rf"ratio\s+{NUMBER} of the broker floor"],
     "archive": [rf"archive all days: .* = {NUMBER} field values/s", r"peak RSS: 1 day .* MB; all days .* MB",
                 r"durability \(all days\): fsync", r"ok\s+every value archived",
                 rf"4 worker\(s\): archive {NUMBER} values/s; InfluxDB read {NUMBER} values/s .*; ratio {NUMBER};"

@@ -24,13 +24,16 @@ from edge.config.settings import KafkaSettings
 
 METADATA_TIMEOUT_S = 15.0
 BATCH = 500
+# The reader's own consumer settings on top of ``consumer_config`` (bench.replay's
+# broker floor reads with the same).
+READ_SETTINGS = {"enable.partition.eof": True, "fetch.wait.max.ms": 100}
 
 
 class TopicReader:
     def __init__(self, kafka: KafkaSettings, topic: str, *, group_id: str, client_id: str):
         self.topic = topic
         self.consumer = Consumer(
-            consumer_config(kafka, group_id, client_id, **{"enable.partition.eof": True, "fetch.wait.max.ms": 100})
+            consumer_config(kafka, group_id, client_id, **READ_SETTINGS)
         )
         self._partitions: list[int] | None = None
 

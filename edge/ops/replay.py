@@ -40,6 +40,9 @@ from edge.runtime.textfile import write_textfile
 
 DEFAULT_GROUP = "edge-replay"
 FLUSH_TIMEOUT_S = 60.0
+# The replay's producer settings on top of ``producer_config`` (bench.replay's
+# broker floor produces with the same).
+PRODUCER_SETTINGS = {"linger.ms": 20}
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class ReplayShell:
         # The stages' own producer: backpressure that honours stop, dead letters.
         supervisor = ServiceRuntime("replay", settings.metrics, log, env={})
         self.producer = StageProducer(kafka, "edge-replay", stop=stop, supervisor=supervisor,
-                                      health=KafkaHealth(log), **{"linger.ms": 20})
+                                      health=KafkaHealth(log), **PRODUCER_SETTINGS)
         # Filled from the DLQ just before the run (``know_the_dlq``), and by the run itself.
         self.dead = DeadLetters(self.producer, kafka.dlq_topic, "parser", DLQ_RECORDS, known=set(),
                                 known_counter=DLQ_KNOWN)
