@@ -1,5 +1,6 @@
-"""``edge restore [--measurement M ...] [--site S ...] --start T --end T --into DB``:
-archived points back into an InfluxDB database (``edge.ops.restore``).
+"""``edge restore [--measurement M ...] [--site S ...] --start T --end T --into DB [--into-node NODE]``:
+archived points back into an InfluxDB database (``edge.ops.restore``), each site
+on its node of the site map, or every point on ``--into-node``.
 
 No ``--measurement``: every measurement the archive holds in the range. Progress
 bar (points, values/s) on a terminal; the closing line names what was restored
@@ -26,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--into", required=True, help="InfluxDB database to write into (created if missing)")
     parser.add_argument("--into-live", action="store_true",
                         help="allow --into to be the live database ([influxdb] database)")
+    parser.add_argument("--into-node", metavar="NODE",
+                        help="write every point to this InfluxDB node ('default' for [influxdb] url, or a name of"
+                             " [influxdb.nodes]) instead of each site's node of the site map: what moving a site"
+                             " to another node uses (restore it into its new node, then change the map;"
+                             " docs/scaling.md)")
     parser.add_argument("--source", choices=("auto", "local", "s3"), default="auto",
                         help="archive to read (default: S3 when [s3] bucket is set, else [archive] directory)")
     parser.add_argument("--batch-lines", type=at_least(1), default=5000,
@@ -41,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     log = logs.configure(settings.log, "restore")
     summary = restore(settings, args.measurements, args.start, args.end, args.into, sites=set(args.site) or None,
                       into_live=args.into_live, source=args.source, batch_lines=args.batch_lines,
-                      progress=None, log=log)
+                      progress=None, into_node=args.into_node, log=log)
     print(f"restore: {summary.line()}")
     return 0
