@@ -114,11 +114,13 @@ def archive(
     try:
         scope = resolve_scope(source, settings, measurements, all_policies)
         work = WindowWork(settings, source, target, local, delete, log, scope)
-        windows = _planned_windows(work, start_ns, end_ns, summary, dry_run, split)
+        count = 1 if store is not None else worker_count(settings.archive.workers if workers is None else workers)
+        # The plan is InfluxDB's count(*) of the whole range: split over at least two
+        # queries at once, it does not wait on one of InfluxDB's cores.
+        windows = _planned_windows(work, start_ns, end_ns, summary, dry_run, split, max(2, count))
         if dry_run:
             print_plan(work, windows, out)
             return summary
-        count = 1 if store is not None else worker_count(settings.archive.workers if workers is None else workers)
         stopped = _archive_then_delete(work, windows, summary, runtime, progress, out, count)
     finally:
         source.close()
@@ -131,10 +133,10 @@ def archive(
 
 def _planned_windows(
     work: WindowWork, start_ns: int | None, end_ns: int, summary: ArchiveSummary, dry_run: bool,
-    shard: Shard | None,
+    shard: Shard | None, parts: int = 1,
 ) -> list[Window]:
     """The run's windows (this shard's), counted in the summary and logged with what the run will do."""
-    windows = [w for w in work.plan(start_ns, end_ns) if shard is None or shard.holds(w.site_id)]
+    windows = [w for w in work.plan(start_ns, end_ns, parts) if shard is None or shard.holds(w.site_id)]
     summary.windows = len(windows)
     work.log.info(
         "archive_planned",

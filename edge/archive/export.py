@@ -14,18 +14,24 @@ never on the window. ``edge.archive.columnar`` decodes it into Arrow buffers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 import requests
 import structlog
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_never, wait_exponential
 
 from edge.archive import columnar, influxql
 from edge.archive.columnar import Decoded
-from edge.archive.windows import Window
+from edge.archive.windows import NS_PER_DAY, Window
 from edge.core.errors import NotFoundError, UnreachableError
 from edge.influx.client import InfluxClient
 from edge.influx.answers import delete_incomplete, error_message
 from edge.core.failures import socket_reason
 from edge.config.settings import InfluxSettings
+
+# The export asks for the answer uncompressed: gzip cost InfluxDB more CPU than
+# the whole read otherwise (measured on 1.6, same host: 2.2 against 3.2 M values/s).
+# Across a slow link to InfluxDB, True trades that CPU for about 3x fewer bytes.
+GZIP = False
 
 # Least privilege for the archiver (InfluxDB 1.x): READ on the database to plan,
 # count and export, and WRITE on it for the bounded DELETE (InfluxDB asks for
@@ -154,16 +160,32 @@ class InfluxArchiveSource:
         return [(site, day, sum(counts.values()))
                 for site, day, counts in self.plan_field_counts(policy, measurement, start_ns, end_ns)]
 
-    def plan_field_counts(self, policy: str, measurement: str, start_ns: int,
-                          end_ns: int) -> list[tuple[str, int, dict[str, int]]]:
+    def plan_field_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int,
+                          parts: int = 1) -> list[tuple[str, int, dict[str, int]]]:
         """``(site_id, day_start_ns, values per field)`` for every site-day holding
-        points: each window's ``window_counts`` as of the plan, in one query."""
+        points: each window's ``window_counts`` as of the plan, in one query, or in
+        ``parts`` queries over consecutive days at once (a count(*) costs InfluxDB
+        about 0.6x the read it counts, on one core; split, it uses several)."""
+        days = (end_ns - start_ns) // NS_PER_DAY
+        if parts > 1 and days > 1:
+            cuts = [start_ns + NS_PER_DAY * (days * k // min(parts, days)) for k in range(min(parts, days))] + [end_ns]
+            with ThreadPoolExecutor(len(cuts) - 1) as pool:
+                found = pool.map(lambda k: self._plan_part(policy, measurement, cuts[k], cuts[k + 1]),
+                                 range(len(cuts) - 1))
+                return [row for rows in found for row in rows]
         out = []
         for s in self._rows(influxql.count_plan(self.database, policy, measurement, start_ns, end_ns)):
             site = (s.get("tags") or {}).get("site_id", "")
             for v in s["values"]:
                 out.append((site, int(v[0]), _field_counts(s["columns"], v)))
         return out
+
+    def _plan_part(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list:
+        source = InfluxArchiveSource(self.settings)  # its own connection, for its thread
+        try:
+            return source.plan_field_counts(policy, measurement, start_ns, end_ns)
+        finally:
+            source.close()
 
     def window_counts(self, window: Window, policy: str | None = None) -> dict[str, int]:
         """Values per field in the window (``count(*)``), fields with none left out;
@@ -201,7 +223,7 @@ class InfluxArchiveSource:
         with ``expected`` (``columnar.kinds``), a chunk the compiled decoder takes
         comes as ``(columns, Decoded)`` column buffers instead of rows."""
         try:
-            resp = self.client.stream(influxql.select_window(self.database, window), chunk_rows)
+            resp = self.client.stream(influxql.select_window(self.database, window), chunk_rows, gzip=GZIP)
         except requests.RequestException as exc:
             raise _unreachable(self.settings, exc) from None
         with resp:

@@ -81,8 +81,9 @@ class WindowWork:
             )
         return self._types[key]
 
-    def plan(self, start_ns: int | None, end_ns: int) -> list[Window]:
-        """Every window in [start, end) holding points, in every archived policy."""
+    def plan(self, start_ns: int | None, end_ns: int, parts: int = 1) -> list[Window]:
+        """Every window in [start, end) holding points, in every archived policy;
+        each policy's and measurement's counted in ``parts`` queries at once."""
         windows: list[Window] = []
         for policy in self.scope.policies:
             for m in self.scope.measurements:
@@ -95,7 +96,7 @@ class WindowWork:
                 if first >= end_ns:
                     continue
                 table = table_name(m, policy, self.scope.primary)
-                rows = self.source.plan_field_counts(policy, m, first, end_ns)
+                rows = self.source.plan_field_counts(policy, m, first, end_ns, parts)
                 windows += windows_from_counts(m, [(s, d, sum(c.values())) for s, d, c in rows], policy, table)
                 self.planned.update({Window(m, day_of_ns(d), s, policy, table): c for s, d, c in rows if c})
         return sorted(windows)

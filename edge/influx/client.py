@@ -150,12 +150,14 @@ class InfluxClient:
             timeout=(min(self.connect_timeout_s, read_timeout), read_timeout), verify=self.verify,
         )
 
-    def stream(self, q: str, chunk_rows: int) -> requests.Response:
-        """``q`` answered as chunked MessagePack, streamed (read it chunk by chunk)."""
+    def stream(self, q: str, chunk_rows: int, gzip: bool = True) -> requests.Response:
+        """``q`` answered as chunked MessagePack, streamed (read it chunk by chunk);
+        ``gzip=False`` asks InfluxDB not to compress it."""
         params = {"db": self.settings.database, "q": q, "epoch": "ns", "chunked": "true",
                   "chunk_size": str(chunk_rows)}
+        headers = {"Accept": "application/x-msgpack"} | ({} if gzip else {"Accept-Encoding": "identity"})
         return self.session.get(
-            f"{self.base_url}/query", params=params, headers={"Accept": "application/x-msgpack"}, stream=True,
+            f"{self.base_url}/query", params=params, headers=headers, stream=True,
             timeout=(self.connect_timeout_s, self.settings.timeout_s), verify=self.verify,
         )
 
