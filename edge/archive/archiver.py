@@ -40,7 +40,7 @@ from edge.archive import metrics
 from edge.archive.dry_run import print_plan
 from edge.archive.export import InfluxArchiveSource, InfluxUnreachable
 from edge.archive.retention import wants_delete
-from edge.archive.pool import archive_in_pool, worker_count
+from edge.archive.pool import WindowPool, worker_count
 from edge.archive.scope import resolve_scope
 from edge.archive.shard import Shard, parse_shard
 from edge.archive.store import ArchiveStore, LocalStore
@@ -111,18 +111,23 @@ def archive(
         all_policies = settings.archive.all_retention_policies
     source = InfluxArchiveSource(settings.influxdb)
     summary = ArchiveSummary()
+    pool: WindowPool | None = None
     try:
         scope = resolve_scope(source, settings, measurements, all_policies)
         work = WindowWork(settings, source, target, local, delete, log, scope)
         count = 1 if store is not None else worker_count(settings.archive.workers if workers is None else workers)
+        if count > 1 and not dry_run:  # the workers start while InfluxDB counts
+            pool = WindowPool(settings, delete, scope, count)
         # The plan is InfluxDB's count(*) of the whole range: split over at least two
         # queries at once, it does not wait on one of InfluxDB's cores.
         windows = _planned_windows(work, start_ns, end_ns, summary, dry_run, split, max(2, count))
         if dry_run:
             print_plan(work, windows, out)
             return summary
-        stopped = _archive_then_delete(work, windows, summary, runtime, progress, out, count)
+        stopped = _archive_then_delete(work, windows, summary, runtime, progress, out, pool)
     finally:
+        if pool is not None:
+            pool.close()
         source.close()
         summary.seconds = time.monotonic() - began
     log.info("archive_finished", **summary.counts())
@@ -152,11 +157,11 @@ def _planned_windows(
 
 
 def _archive_then_delete(
-    work: WindowWork, windows: list[Window], summary: ArchiveSummary, runtime, progress, out, workers: int
+    work: WindowWork, windows: list[Window], summary: ArchiveSummary, runtime, progress, out, pool
 ) -> Exception | None:
     """Phase 1 for every window, then phase 2 only if nothing stopped the run;
     returns what stopped it, or None."""
-    to_delete, failed_keys, stopped = _archive_windows(work, windows, summary, runtime, progress, out, workers)
+    to_delete, failed_keys, stopped = _archive_windows(work, windows, summary, runtime, progress, out, pool)
     if isinstance(stopped, StoreFailed) and to_delete:
         work.log.warning("archive_store_failed_nothing_deleted", pending=len(to_delete))
     if stopped is None:
@@ -164,12 +169,11 @@ def _archive_then_delete(
     return stopped
 
 
-def _window_results(work: WindowWork, windows: list[Window], workers: int):
+def _window_results(work: WindowWork, windows: list[Window], pool: WindowPool | None):
     """``(window, index, summary, error, pid, peak RSS)`` per window as they finish:
-    in this process, or over a pool of ``workers`` processes."""
-    if workers > 1 and len(windows) > 1:
-        yield from archive_in_pool(work.settings, work.delete, work.scope, windows, min(workers, len(windows)),
-                                   work.planned)
+    in this process, or over the pool's processes."""
+    if pool is not None and len(windows) > 1:
+        yield from pool.results(windows, work.planned)
         return
     for w in windows:
         part = ArchiveSummary()
@@ -180,7 +184,7 @@ def _window_results(work: WindowWork, windows: list[Window], workers: int):
 
 
 def _archive_windows(work: WindowWork, windows: list[Window], summary: ArchiveSummary, runtime, progress, out,
-                     workers: int = 1):
+                     pool: WindowPool | None = None):
     """Phase 1: export, upload and verify every window.
 
     Returns the windows to delete, the delete keys of windows that failed, and
@@ -192,7 +196,7 @@ def _archive_windows(work: WindowWork, windows: list[Window], summary: ArchiveSu
     to_delete: list[tuple[Window, int]] = []
     failed_keys: set[tuple] = set()
     stopped: Exception | None = None
-    results = _window_results(work, windows, workers)
+    results = _window_results(work, windows, pool)
     with bar:
         for done, (w, index, part, error, pid, peak) in enumerate(results):
             if runtime is not None:  # systemctl status shows where a long run is

@@ -92,24 +92,40 @@ def _picklable(exc: Exception) -> bool:
         return False
 
 
-def archive_in_pool(settings: ArchiveSettings, delete: bool, scope: Scope, windows: list[Window], workers: int,
-                    planned: dict[Window, dict[str, int]] | None = None):
-    """Yield ``(window, index, summary, error)`` as windows finish (``planned``: the
-    plan's counts per window); the caller may stop early (``close()`` the
-    generator): windows not started are not started."""
-    planned = planned or {}
-    # spawn, not forkserver: a forkserver's workers are its children and keep it
-    # alive, so they would outlive a killed archiver; spawned ones die with it.
-    context = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(os.getpid(), settings.model_dump(), delete, scope),
-                             max_tasks_per_child=TASKS_PER_WORKER) as pool:
+def _ready() -> int:
+    return os.getpid()
+
+
+class WindowPool:
+    """``workers`` processes, started when made: made before the plan, their start
+    (an interpreter, pyarrow: about 0.6 s each) overlaps InfluxDB's count."""
+
+    def __init__(self, settings: ArchiveSettings, delete: bool, scope: Scope, workers: int):
+        # spawn, not forkserver: a forkserver's workers are its children and keep it
+        # alive, so they would outlive a killed archiver; spawned ones die with it.
+        self.workers = workers
+        self.executor = ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=_start,
+            initargs=(os.getpid(), settings.model_dump(), delete, scope), max_tasks_per_child=TASKS_PER_WORKER,
+        )
+        for _ in range(workers):
+            self.executor.submit(_ready)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def results(self, windows: list[Window], planned: dict[Window, dict[str, int]] | None = None):
+        """Yield ``(window, index, summary, error, pid, peak RSS)`` as windows finish
+        (``planned``: the plan's counts per window); the caller may stop early
+        (``close()`` the generator): windows not started are not started."""
+        planned = planned or {}
         pending = {}
         queue = list(reversed(windows))
         try:
             while queue or pending:
-                while queue and len(pending) < 2 * workers:  # a short queue: a stop stops soon
+                while queue and len(pending) < 2 * self.workers:  # a short queue: a stop stops soon
                     w = queue.pop()
-                    pending[pool.submit(_one, w, planned.get(w))] = w
+                    pending[self.executor.submit(_one, w, planned.get(w))] = w
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     w = pending.pop(future)
