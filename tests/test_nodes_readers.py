@@ -138,3 +138,92 @@ def test_restore_puts_each_site_on_its_node_or_all_on_the_named_one(two_nodes, t
     helped = subprocess.run([sys.executable, "-m", "edge.cli", "restore", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert "moving a site" in " ".join(helped.stdout.split())
+
+
+# ------------------------------------------------------------------ archive
+
+DAY = "2024-06-01"
+COLUMNS = ("time", "device", "power", "count", "run", "note")
+
+
+def _originals(url: str, db: str, site: str) -> list[tuple]:
+    series = influx.query(url, db, f"SELECT {', '.join(COLUMNS[1:])} FROM \"{M}\" WHERE site_id = '{site}' "
+                                   f"AND time >= '{DAY}T00:00:00Z' AND time < '{DAY}T00:00:00Z' + 1d", epoch="u")
+    return sorted(tuple(v) for s in series for v in s["values"])
+
+
+def _parquet(root, site: str) -> list[tuple]:
+    files = sorted((root / M / f"site_id={site}" / f"date={DAY}").glob("*.parquet"))
+    assert len(files) == 1, files
+    table = pq.read_table(files[-1])
+    times = [t.timestamp() * 10**6 for t in table.column("time").to_pylist()]
+    rest = [table.column(c).to_pylist() for c in COLUMNS[1:]]
+    return sorted((int(t), *values) for t, *values in zip(times, *rest))
+
+
+def test_a_day_is_read_from_each_sites_node_and_deleted_only_there(two_nodes, tmp_path):
+    first, second, db = two_nodes
+    url = {"default": first.url, "node2": second.url}
+    # A copy of 000002's day on the default node: what a move leaves on the old node.
+    _write(first.url, db, [line for line in _lines()["000002"] if int(line.rsplit(" ", 1)[1]) < (DAY1 + 86_400) * 10**9])
+    stray_before = _count(first.url, db, "000002", DAY)
+    assert stray_before == POINTS // 2
+    originals = {site: _originals(url[node], db, site) for site, node in SITES.items()}
+    before = {(site, node): _count(u, db, site) for site in SITES for node, u in url.items()}
+
+    root = tmp_path / "archive"
+    settings = _map(first, second, db, directory=str(root))
+    done = archive(settings, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), delete=True)
+    assert (done.failed, done.windows, done.exported, done.deleted) == (0, 4, 4, 4)
+    assert done.values == 4 * (POINTS // 2) * 4  # merged over both nodes: four fields a point
+    assert done.misplaced_sites == 1 and "misplaced_sites=1" in done.line()
+
+    for site in SITES:  # every value, read back from the Parquet
+        assert _parquet(root, site) == originals[site] and len(originals[site]) == POINTS // 2
+    for site, node in SITES.items():  # the day left each site's node; nothing else moved
+        assert _count(url[node], db, site, DAY) == 0
+        assert _count(url[node], db, site) == before[(site, node)] - POINTS // 2
+    assert _count(first.url, db, "000002", DAY) == stray_before  # not the site's node: untouched
+    assert _count(second.url, db, "000001") == before[("000001", "node2")] == 0
+
+    # The copy on the old node: archived from there with --node, --site; only it goes.
+    again = archive(settings, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), delete=True,
+                    node="default", sites=["000002"])
+    assert (again.failed, again.windows, again.deleted) == (0, 1, 1) and again.misplaced_sites == 0
+    assert _count(first.url, db, "000002") == 0
+    assert _count(first.url, db, "000001") == before[("000001", "default")] - POINTS // 2
+    assert _count(second.url, db, "000002") == before[("000002", "node2")] - POINTS // 2
+    assert _parquet(root, "000002") == originals["000002"]  # the same points: merged, once each
+
+
+def test_schema_that_differs_between_nodes_is_merged_and_reported(two_nodes, tmp_path):
+    """node2's ``power`` is an integer and it has a tag more; a retention policy
+    only on the default node: each is reported, and the table is still archived,
+    the column typed as for shards of one node that disagree (double)."""
+    first, second, db = two_nodes
+    other = "field9"
+    _write(first.url, db, [f"{other},site_id=000001 power={i}.5 {(DAY1 + i) * 10**9}" for i in range(10)])
+    _write(second.url, db, [f"{other},phase=a,site_id=000002 power={i}i {(DAY1 + i) * 10**9}" for i in range(10)])
+    influx.execute(first.url, f'CREATE RETENTION POLICY "week" ON "{db}" DURATION 7d REPLICATION 1')
+    settings = _map(first, second, db, directory=str(tmp_path / "archive"))
+
+    import structlog
+
+    with structlog.testing.capture_logs() as events:
+        done = archive(settings, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), keep=True,
+                       measurements=[other], log=structlog.get_logger())
+    assert done.failed == 0 and done.exported == 2 and done.values == 20
+    differs = {e["what"]: e["nodes"] for e in events if e["event"] == "influx_schema_differs"}
+    assert differs == {
+        f'retention policies of "{db}"': {"default": "autogen (default), week", "node2": "autogen (default)"},
+        f'field keys of "{db}"."autogen"."{other}"': {"default": "power float", "node2": "power integer"},
+        f'tag keys of "{db}"."autogen"."{other}"': {"default": "site_id", "node2": "phase, site_id"},
+    }
+    assert all(e["log_level"] == "warning" for e in events if e["event"] == "influx_schema_differs")
+    assert done.schema_differences == 3 and "schema_differences=3" in done.line()
+    from edge.archive import metrics
+
+    assert metrics.SCHEMA_DIFFERENCES._value.get() == 3
+    table = pq.read_table(next((tmp_path / "archive" / other / "site_id=000002").rglob("*.parquet")))
+    assert table.column("power").type == "double" and table.column("power").to_pylist() == [float(i) for i in range(10)]
+    assert table.column("phase").to_pylist() == ["a"] * 10

@@ -34,11 +34,13 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from edge.archive import metrics
 from edge.archive.dry_run import print_plan
-from edge.archive.export import InfluxArchiveSource, InfluxUnreachable
+from edge.archive.export import InfluxUnreachable
+from edge.archive.nodes import NodeArchiveSource
 from edge.archive.retention import wants_delete
 from edge.archive.pool import WindowPool, worker_count
 from edge.archive.scope import resolve_scope
@@ -66,6 +68,8 @@ def archive(
     all_policies: bool | None = None,
     include_today: bool = False,
     shard: str | None = None,
+    node: str | None = None,
+    sites: list[str] | None = None,
     workers: int | None = None,
     store: ArchiveStore | None = None,
     now: datetime | None = None,
@@ -82,6 +86,9 @@ def archive(
     ``all_policies``: None follows ``archive.all_retention_policies``.
     ``shard``: ``"I/N"``, only the sites of archiver I of N (``edge.archive.shard``);
     None follows ``archive.shard``.
+    ``node``: read and delete every window on that InfluxDB node, whatever the
+    site map says (the old node of a moved site; ``edge.archive.nodes``).
+    ``sites``: only these sites.
     ``workers``: processes for phase 1 (``edge.archive.pool``); None follows
     ``archive.workers`` (0: the cores). A ``store`` object given here lives in this
     process: the run is then sequential.
@@ -109,18 +116,22 @@ def archive(
     delete = wants_delete(settings, target is not local, delete, keep)
     if all_policies is None:
         all_policies = settings.archive.all_retention_policies
-    source = InfluxArchiveSource(settings.influxdb)
+    source = NodeArchiveSource(settings.influxdb, node)
     summary = ArchiveSummary()
     pool: WindowPool | None = None
     try:
-        scope = resolve_scope(source, settings, measurements, all_policies)
+        scope = replace(resolve_scope(source, settings, measurements, all_policies), node=node)
+        if len(source.names) > 1:
+            source.check_schema(scope.policies, scope.measurements)
         work = WindowWork(settings, source, target, local, delete, log, scope)
         count = 1 if store is not None else worker_count(settings.archive.workers if workers is None else workers)
         if count > 1 and not dry_run:  # the workers start while InfluxDB counts
             pool = WindowPool(settings, delete, scope, count)
         # The plan is InfluxDB's count(*) of the whole range: split over at least two
         # queries at once, it does not wait on one of InfluxDB's cores.
-        windows = _planned_windows(work, start_ns, end_ns, summary, dry_run, split, max(2, count))
+        windows = _planned_windows(work, start_ns, end_ns, summary, dry_run, split, max(2, count),
+                                   set(sites or ()))
+        _report_nodes(source, summary, log)
         if dry_run:
             print_plan(work, windows, out)
             return summary
@@ -138,10 +149,12 @@ def archive(
 
 def _planned_windows(
     work: WindowWork, start_ns: int | None, end_ns: int, summary: ArchiveSummary, dry_run: bool,
-    shard: Shard | None, parts: int = 1,
+    shard: Shard | None, parts: int = 1, sites: set[str] | None = None,
 ) -> list[Window]:
-    """The run's windows (this shard's), counted in the summary and logged with what the run will do."""
-    windows = [w for w in work.plan(start_ns, end_ns, parts) if shard is None or shard.holds(w.site_id)]
+    """The run's windows (this shard's, these sites'), counted in the summary and
+    logged with what the run will do."""
+    windows = [w for w in work.plan(start_ns, end_ns, parts)
+               if (shard is None or shard.holds(w.site_id)) and (not sites or w.site_id in sites)]
     summary.windows = len(windows)
     work.log.info(
         "archive_planned",
@@ -152,8 +165,24 @@ def _planned_windows(
         delete=work.delete,
         dry_run=dry_run,
         shard=shard.text() if shard else None,
+        node=work.scope.node,
+        sites=sorted(sites) or None,
     )
     return windows
+
+
+def _report_nodes(source: NodeArchiveSource, summary: ArchiveSummary, log) -> None:
+    """Schema differences between nodes, and sites found on a node the map does not
+    give them: a warning each, counted in the summary and the metrics."""
+    for what, answers in source.differences.items():
+        log.warning("influx_schema_differs", what=what, nodes=answers)
+    for stray in source.stray_lines():
+        log.warning("archive_site_on_other_node", **stray,
+                    hint=f"not archived from there; edge archive --node {stray['node']} --site {stray['site']}")
+    summary.schema_differences = len(source.differences)
+    summary.misplaced_sites = len(source.strays)
+    metrics.SCHEMA_DIFFERENCES.set(summary.schema_differences)
+    metrics.MISPLACED_SITES.set(summary.misplaced_sites)
 
 
 def _archive_then_delete(

@@ -17,6 +17,14 @@ ROWS_EXPORTED = Gauge("edge_archive_rows_exported", "Rows exported to Parquet in
 WINDOWS_DONE = Gauge("edge_archive_windows_done", "Windows handled in this run (exported, skipped or failed)")
 WINDOWS_FAILED = Gauge("edge_archive_windows_failed", "Windows that failed in this run")
 LAST_SUCCESS = Gauge("edge_archive_last_success_timestamp_seconds", "Unix time the last run without a failed window ended")
+SCHEMA_DIFFERENCES = Gauge(
+    "edge_archive_schema_differences",
+    "Schema questions (retention policies, field keys, tag keys) the InfluxDB nodes answered differently in this run",
+)
+MISPLACED_SITES = Gauge(
+    "edge_archive_misplaced_sites",
+    "Sites found on an InfluxDB node the site map does not give them (not archived from there) in this run",
+)
 DELETES_REFUSED = Counter(
     "edge_archive_deletes_refused",
     "Windows not deleted because the DELETE would remove points no archive holds",

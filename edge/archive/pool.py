@@ -55,7 +55,7 @@ def _start(parent: int, values: dict, delete: bool, scope: Scope) -> None:
     global _work
     _die_with_parent(parent)
     settings = ArchiveSettings.model_validate(values)  # the parent's settings, not re-read
-    from edge.archive.export import InfluxArchiveSource
+    from edge.archive.nodes import NodeArchiveSource
     from edge.archive.store import LocalStore
     from edge.archive.stores import archive_store
     from edge.archive.window_work import WindowWork
@@ -66,7 +66,7 @@ def _start(parent: int, values: dict, delete: bool, scope: Scope) -> None:
     target = archive_store(settings)
     if isinstance(target, LocalStore) and target.root == local.root:
         target = local
-    _work = WindowWork(settings, InfluxArchiveSource(settings.influxdb), target, local, delete, log, scope)
+    _work = WindowWork(settings, NodeArchiveSource(settings.influxdb, scope.node), target, local, delete, log, scope)
 
 
 def _one(window: Window, counts: dict[str, int] | None = None):

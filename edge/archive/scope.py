@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.archive.export import InfluxArchiveSource
+from edge.archive.nodes import NodeArchiveSource
 from edge.archive.layout import table_collisions
 from edge.config.settings import ArchiveSettings
 from edge.core.errors import NotFoundError, RefusedError
@@ -24,10 +24,11 @@ class Scope:
     policies: list[str]  # archived in this run (primary first)
     every_policy: list[str]  # all policies of the database: a DELETE reaches each
     measurements: list[str]
+    node: str | None = None  # read every window on this InfluxDB node (``edge archive --node``), not the site's
 
 
 def resolve_scope(
-    source: InfluxArchiveSource, settings: ArchiveSettings, measurements: list[str] | None, all_policies: bool
+    source: NodeArchiveSource, settings: ArchiveSettings, measurements: list[str] | None, all_policies: bool
 ) -> Scope:
     """The run's scope; NotFoundError for a database, policy or measurement that
     does not exist, RefusedError when two policies would share a table."""

@@ -21,6 +21,8 @@ class ArchiveSummary:
     values: int = 0  # field values exported in this run
     bytes: int = 0  # Parquet bytes written in this run
     objects: int = 0  # objects uploaded (or written, local store) in this run
+    schema_differences: int = 0  # schema questions the InfluxDB nodes answer differently
+    misplaced_sites: int = 0  # (node, site) found on a node the site map does not give the site
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
@@ -39,6 +41,8 @@ class ArchiveSummary:
             f" deleted={self.deleted} refused={self.refused} failed={self.failed} rows={self.rows}"
             f" values={self.values} bytes={self.bytes} objects={self.objects}"
             f" consolidated={self.consolidated}"
+            f"{f' schema_differences={self.schema_differences}' if self.schema_differences else ''}"
+            f"{f' misplaced_sites={self.misplaced_sites}' if self.misplaced_sites else ''}"
             f" seconds={self.seconds:.1f}"
         )
 

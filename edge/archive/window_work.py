@@ -30,7 +30,7 @@ import pyarrow as pa
 from edge.archive import manifest as manifests
 from edge.archive import parquet_schema as schema
 from edge.archive import retention
-from edge.archive.export import InfluxArchiveSource
+from edge.archive.nodes import NodeArchiveSource
 from edge.archive.parquet_file import WindowFailed, WrittenPart, write_window
 from edge.archive.scope import Scope
 from edge.archive.consolidation import consolidate, finish_removal
@@ -54,7 +54,7 @@ class WindowWork:
     def __init__(
         self,
         settings: ArchiveSettings,
-        source: InfluxArchiveSource,
+        source: NodeArchiveSource,
         store: ArchiveStore,
         local: LocalStore,
         delete: bool,

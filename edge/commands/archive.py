@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     when.add_argument("--shard", metavar="I/N",
                       help="a fleet of N archivers: this one (I, 1-based) takes only the sites whose"
                            " stable hash falls to it; two never take the same window (default: archive.shard)")
+    when.add_argument("--site", action="append", dest="sites", metavar="SITE",
+                      help="only this site (repeatable)")
+    when.add_argument("--node", metavar="NODE",
+                      help="read, count and delete every window on this InfluxDB node ('default' or a name of"
+                           " [influxdb.nodes]) whatever the site map says: the old node of a moved site, with"
+                           " --site (docs/scaling.md). Default: each site on its node of the map")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="worker processes exporting windows side by side (default: archive.workers; 0: the cores)")
     parser.add_argument("--keep", action="store_true", help="archive and verify, but never delete from InfluxDB")
@@ -92,6 +98,8 @@ def _run(settings, args: argparse.Namespace, log, runtime) -> int:
         all_policies=args.all_policies,
         include_today=args.include_today,
         shard=args.shard,
+        node=args.node,
+        sites=args.sites,
         workers=args.workers,
         log=log,
         runtime=runtime,
