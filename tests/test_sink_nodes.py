@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from devtools import services as dev_services
 from edge.core.lineproto import series_key
 from tests.support import influx
+from tests.support.pipeline import free_port, scrape, value
 from tests.support.processes import EdgeProcess, wait_for
 from tests.test_sink_service import BOOTSTRAP, committed_offsets, create_topics
 
@@ -61,19 +62,20 @@ class Stream:
 
     def __init__(self, prefix: str, total: int, chunk: int = 600, pace_s: float = 0.0):
         self.prefix, self.total, self.chunk, self.pace_s = prefix, total, chunk, pace_s
-        self.timeline: list[tuple[float, int]] = []
+        self.timeline: list[tuple[float, float, int]] = []  # (chunk began, acknowledged, default node's lines by then)
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5, "acks": "all"})
         on_a = 0
         for start in range(0, self.total, self.chunk):
+            began = time.monotonic()
             for i in range(start, min(self.total, start + self.chunk)):
                 value = line(i)
                 producer.produce(f"{self.prefix}.parsed", value=value, key=series_key(value))
                 on_a += site_of(i) not in ON_B
             assert producer.flush(30) == 0
-            self.timeline.append((time.monotonic(), on_a))
+            self.timeline.append((began, time.monotonic(), on_a))
             if self.pace_s:
                 time.sleep(self.pace_s)
 
@@ -83,7 +85,7 @@ class Stream:
 
     def produced_at(self, count_a: int) -> float | None:
         """When the default node's ``count_a``-th line had been produced."""
-        return next((t for t, n in self.timeline if n >= count_a), None)
+        return next((t for _began, t, n in self.timeline if n >= count_a), None)
 
 
 def site_counts(url: str, db: str) -> dict[str, int]:
@@ -192,19 +194,27 @@ class Watch:
             self.samples.append((time.monotonic(), sum(site_counts(self.url, self.db).values())))
             self.stop.wait(0.2)
 
-    def worst_delay(self, stream: Stream, since: float, until: float) -> float:
-        """Longest a default-node line waited between its produce and its landing
-        (the next line not yet landed at each sample; poll-bounded)."""
-        worst = 0.0
+    def worst_delay(self, stream: Stream, since: float, until: float) -> tuple[float, float]:
+        """Bounds on the longest a default-node line waited between its produce and
+        its landing, over the lines produced between ``since`` and ``until``. Lower:
+        at each sample, the next line not landed yet had been acknowledged that long
+        ago. Upper: each chunk had all landed by the first sample that shows it,
+        counted from when its producing began."""
+        lower = upper = 0.0
         for t, landed in self.samples:
             produced = stream.produced_at(landed + 1)
-            if since <= t <= until and produced is not None and t > produced:
-                worst = max(worst, t - produced)
-        return worst
+            if produced is not None and since <= produced <= until and t > produced:
+                lower = max(lower, t - produced)
+        for began, acked, n in stream.timeline:
+            if since <= acked <= until:
+                seen = next((t for t, landed in self.samples if landed >= n), None)
+                if seen is not None:
+                    upper = max(upper, seen - began)
+        return lower, upper
 
 
-def start_node_sink(edge_env, tmp_path, name: str) -> EdgeProcess:
-    env = {**edge_env, **node_env(NODE_B.url), "EDGE_SINK__RETRY_MAX_S": "1"}
+def start_node_sink(edge_env, tmp_path, name: str, **options) -> EdgeProcess:
+    env = {**edge_env, **node_env(NODE_B.url), "EDGE_SINK__RETRY_MAX_S": "1", **options}
     return EdgeProcess(["sink"], env, tmp_path / f"{name}.log").start()
 
 
@@ -247,8 +257,9 @@ def test_kill9_one_node_mid_stream_the_other_keeps_landing_then_every_point_land
     assert not [e for e in events(sink, "fetching_paused") if e.get("reason") == "influxdb_unavailable"]
     before = watch.worst_delay(stream, 0.0, down_at)
     during = watch.worst_delay(stream, down_at, up_at)
-    print(f"\nnode b down {up_at - down_at:.1f} s; default node's sites: worst delay {during:.2f} s while b "
-          f"was down ({before:.2f} s before), all {total - sum(expected_counts(total, SITES_B).values())} "
+    print(f"\nnode b down {up_at - down_at:.1f} s; default node's sites: worst delay between {during[0]:.2f} and "
+          f"{during[1]:.2f} s while b was down ({before[0]:.2f} .. {before[1]:.2f} s before; polled every 0.2 s), "
+          f"all {total - sum(expected_counts(total, SITES_B).values())} "
           f"landed {a_done - down_at:.1f} s after the kill; b's backlog landed {b_done - up_at:.1f} s after "
           f"its restart")
 
@@ -282,3 +293,49 @@ def test_kill9_the_sink_while_one_node_is_down_then_every_point_lands(names, edg
         drop(url_a, db)
         drop(NODE_B.url, db)
     assert code == 0, restarted.log()
+
+
+def test_a_down_nodes_backlog_fills_the_bound_then_fetching_pauses_and_every_point_lands(
+        names, edge_env, node_b, tmp_path):
+    """The bound on what the sink holds counts the down node's records: once they
+    fill it, fetching pauses (the healthy node's sites wait from then on), the
+    records past it are read again later, and still every point lands once."""
+    url_a, db, prefix = "http://127.0.0.1:18086", names["database"], names["prefix"]
+    create_topics(prefix)
+    total = 24_000
+    port = free_port()
+    sink = start_node_sink(edge_env, tmp_path, "sink", EDGE_SINK__MAX_BUFFERED_LINES="3000",
+                           EDGE_METRICS__ENABLED="true", EDGE_METRICS__PORT=str(port))
+
+    def metric(name: str, **labels) -> float:
+        return value(scrape(port), name, **labels)
+
+    try:
+        wait_for(lambda: "partitions_assigned" in sink.log(), 60, what="sink assigned")
+        assert metric("edge_influx_site_map_version") == 4
+        assert metric("edge_sink_node_failing", node="b") == 0
+        stream = Stream(prefix, total, pace_s=0.1).start()
+        wait_for(lambda: sum(site_counts(NODE_B.url, db).values()) > 1000, 60, what="first points on b")
+        kill_node()
+        wait_for(lambda: metric("edge_sink_node_failing", node="b") == 1, 30, what="node b failing")
+        wait_for(lambda: metric("edge_sink_paused", reason="buffer_full") == 1, 60, what="paused, the bound full")
+        assert metric("edge_sink_paused", reason="influxdb_unavailable") == 0  # not blocked: a can still move
+        assert metric("edge_sink_node_failing", node="default") == 0
+        stream.thread.join(120)
+        held_back = sum(expected_counts(total, SITES_A).values()) - sum(site_counts(url_a, db).values())
+        dev_services.influx_start(NODE_B)
+        wait_counts(NODE_B.url, db, expected_counts(total, SITES_B), 90, sink)
+        wait_counts(url_a, db, expected_counts(total, SITES_A), 60, sink)
+        time.sleep(1.0)
+        assert_each_site_on_its_node(url_a, NODE_B.url, db, total)
+        wait_for(lambda: sum(committed_offsets(prefix, f"{prefix}.sink", 3)) == total, 15, what="commit")
+        assert metric("edge_sink_node_failing", node="b") == 0
+        assert metric("edge_sink_node_write_retries_total", node="b") >= 1
+        for node, sites in (("default", SITES_A), ("b", SITES_B)):
+            assert metric("edge_sink_node_lines_written_total", node=node) >= sum(expected_counts(total, sites).values())
+    finally:
+        code = sink.terminate()
+        drop(url_a, db)
+        drop(NODE_B.url, db)
+    assert code == 0, sink.log()
+    print(f"\nbound 3,000 lines: {held_back} of the default node's lines were still waiting when b came back")

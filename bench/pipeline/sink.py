@@ -52,7 +52,7 @@ def bench_sink(lines: list[bytes], nodes: int = 1, sites: int = 10) -> dict:
     tag = uuid.uuid4().hex[:8]
     prefix = f"bench_b_{tag}"
     urls = [node.url for node in dev_services.influx_nodes(nodes)]
-    dev_services.influx_nodes_up(nodes)
+    started = [url for url, state in dev_services.influx_nodes_up(nodes).items() if state == "started"]
     influxes = [Influx(prefix, url) for url in urls]
     create_topic(f"{prefix}.parsed")
     create_topic(f"{prefix}.dlq", 1)
@@ -65,7 +65,7 @@ def bench_sink(lines: list[bytes], nodes: int = 1, sites: int = 10) -> dict:
     busy = _time_writes(sink.pool)
     written = sink_module.LINES_WRITTEN
     base = written._value.get()
-    cpu = CpuMeter({**named_processes(), "sink (this process)": psutil.Process()})
+    cpu = CpuMeter({**named_processes(), **_extra_nodes(nodes), "sink (this process)": psutil.Process()})
     marks = _watch_sink(stop, lambda: written._value.get() - base, len(lines), cpu, timed, busy)
     deadline = threading.Timer(300, stop.set)
     deadline.start()
@@ -75,6 +75,9 @@ def bench_sink(lines: list[bytes], nodes: int = 1, sites: int = 10) -> dict:
     influx_points = sum(per_node)
     for influx in influxes:
         influx.drop()
+    for node in dev_services.influx_nodes(nodes):
+        if node.url in started:  # left as found
+            dev_services.stop_process(node.name)
     if "last" not in marks:
         raise RuntimeError(f"sink wrote {written._value.get() - base} of {len(lines)} lines in 300 s")
     figures = _sink_figures(marks, busy["write_s"], timed.consume_s, sink.pool.threads)
@@ -88,6 +91,16 @@ def bench_sink(lines: list[bytes], nodes: int = 1, sites: int = 10) -> dict:
     fetch = bench_fetch_ceiling(f"{prefix}.parsed", len(lines))
     return {"points_per_s": figures["points_per_s"], "writers_busy": figures["writers_busy"],
             "consume_share": figures["consume_share"], "cpu": cpu, "fetch_per_s": fetch}
+
+
+def _extra_nodes(nodes: int) -> dict[str, psutil.Process]:
+    """The extra InfluxDB nodes' processes, by name, for the CPU meter."""
+    procs = {}
+    for node in dev_services.influx_nodes(nodes)[1:]:
+        pid = dev_services._read_pid(node.name)
+        if pid:
+            procs[node.name] = psutil.Process(pid)
+    return procs
 
 
 def _sink_settings(prefix: str, tag: str, urls: list[str], sites: int) -> SinkSettings:
