@@ -41,7 +41,9 @@ from edge.parser import parse, to_lines
 
 
 def preload(kafka: KafkaSettings, corpus: list[bytes], ts_ms: int) -> None:
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 20, "acks": "all"})
+    # lz4, as the bridge writes the raw topic (edge.kafka.config.producer_config)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "linger.ms": 20, "acks": "all",
+                         "compression.type": "lz4"})
     for body in corpus:
         while True:
             try:
@@ -69,7 +71,8 @@ def floor(kafka: KafkaSettings, outputs: list[list[tuple[bytes, bytes]]], expect
     consumer.assign([TopicPartition(kafka.raw_topic, p, OFFSET_BEGINNING) for p in parts])
     open_parts, done = set(parts), 0
     while open_parts:
-        for msg in consumer.consume(BATCH, timeout=0.2):
+        fetched = consumer.consume(1, timeout=0.2)  # as TopicReader.read
+        for msg in fetched + consumer.consume(BATCH - 1, timeout=0) if fetched else ():
             if msg.error() is not None:
                 assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error().str()
                 open_parts.discard(msg.partition())

@@ -140,7 +140,13 @@ class TopicReader:
         last_event = time.monotonic()
         while open_parts and not (stop and stop()):
             batch = []
-            messages = self.consumer.consume(BATCH, timeout=0.2)
+            # One record (handed over the moment it is there), then what else is
+            # already fetched: ``consume(n, timeout)`` waits for n records or the
+            # whole timeout, and a caller that produces meanwhile (replay) then
+            # sits idle while fetched records wait in the queue.
+            messages = self.consumer.consume(1, timeout=0.2)
+            if messages:
+                messages += self.consumer.consume(BATCH - 1, timeout=0)
             if messages:
                 last_event = time.monotonic()
             elif time.monotonic() - last_event > idle_timeout_s:
