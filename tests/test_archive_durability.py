@@ -126,45 +126,49 @@ def _write(db: str, site: str, minute: int) -> None:
     assert requests.post(f"{INFLUX}/write", params={"db": db}, data=body, timeout=30).status_code == 204
 
 
-def test_the_plan_counts_each_window_once_and_a_count_it_outdated_is_taken_again(influx_db, tmp_path, monkeypatch):
-    """The plan's per-field counts are the windows' counts (no second count(*) per
-    window); a point written after the plan is archived, InfluxDB counted again
-    after the export; a point written after the export fails its window."""
+def test_a_new_window_is_counted_once_while_it_exports_and_a_count_the_file_misses_fails_it(
+        influx_db, tmp_path, monkeypatch):
+    """The plan counts nothing; a window without parts is counted once, on another
+    thread while it exports; a point InfluxDB's count sees and the export did not
+    fails the window (counted again after the export: still more), and the next
+    run archives it."""
+    import threading
+
+    from edge.archive import window_work
     from edge.archive.export import InfluxArchiveSource
     from edge.archive.parquet_file import WrittenPart
-    from edge.archive import window_work
 
-    counted: list[str] = []
-    late = [("000001", 1000)]
-    real_plan, real_counts = InfluxArchiveSource.plan_field_counts, InfluxArchiveSource.window_counts
-
-    def plan_then_write(self, *args):
-        rows = real_plan(self, *args)
-        _write(influx_db, *late[0])  # after the plan, before any export
-        return rows
+    counted: list[tuple[str, bool]] = []
+    exported = threading.Event()
+    real_counts, real_write = InfluxArchiveSource.window_counts, window_work.write_window
 
     def window_counts(self, window, policy=None):
-        counted.append(window.site_id)
+        on_main = threading.current_thread() is threading.main_thread()
+        counted.append((window.site_id, on_main))
+        if window.site_id == "000003" and not on_main:
+            assert exported.wait(30)  # counted after the export read its points
         return real_counts(self, window, policy)
-
-    monkeypatch.setattr(InfluxArchiveSource, "plan_field_counts", plan_then_write)
-    monkeypatch.setattr(InfluxArchiveSource, "window_counts", window_counts)
-    summary = archive(_settings(influx_db, tmp_path), START, END, keep=True, progress=False, workers=1)
-    assert (summary.exported, summary.failed, summary.values) == (2, 0, 601), summary.failures
-    assert counted == ["000001"]  # only the window the plan's count no longer fits
-
-    real_write = window_work.write_window
 
     def write_then_more(source, window, *args, **kwargs) -> WrittenPart:
         part = real_write(source, window, *args, **kwargs)
-        _write(influx_db, window.site_id, 1001)  # after the export, before the verification
+        if window.site_id == "000003":
+            _write(influx_db, window.site_id, 1001)  # after the export, before its count
+            exported.set()
         return part
 
+    monkeypatch.setattr(InfluxArchiveSource, "window_counts", window_counts)
     monkeypatch.setattr(window_work, "write_window", write_then_more)
-    _write(influx_db, "000003", 5)  # a new window for the next run
-    late[0] = ("000003", 6)  # its plan's count is outdated: counted again, after the export
+    summary = archive(_settings(influx_db, tmp_path), START, END, keep=True, progress=False, workers=1)
+    assert (summary.exported, summary.failed, summary.values) == (2, 0, 600), summary.failures
+    assert sorted(counted) == [("000001", False), ("000002", False)]
+
+    _write(influx_db, "000003", 5)  # a new window
     counted.clear()
     again = archive(_settings(influx_db, tmp_path), START, END, keep=True, progress=False, workers=1)
     assert (again.exported, again.unchanged + again.skipped, again.failed) == (0, 2, 1), again.failures
     assert "site_id=000003" in str(again.failures) and "counts changed during export" in str(again.failures)
-    assert counted == ["000003"]
+    assert [c for c in counted if c[0] == "000003"] == [("000003", False), ("000003", True)]
+
+    monkeypatch.setattr(window_work, "write_window", real_write)
+    last = archive(_settings(influx_db, tmp_path), START, END, keep=True, progress=False, workers=1)
+    assert (last.exported, last.failed, last.values) == (1, 0, 2), last.failures

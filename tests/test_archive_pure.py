@@ -83,7 +83,8 @@ def test_every_query_names_database_policy_and_measurement():
     assert influxql.select_window("micro grid", w).startswith('SELECT * FROM "micro grid"."one_year"."field1" WHERE ')
     assert influxql.count_window("db", w).startswith('SELECT count(*) FROM "db"."one_year"."field1" WHERE ')
     assert influxql.count_window("db", w, "autogen").startswith('SELECT count(*) FROM "db"."autogen"."field1" WHERE ')
-    assert influxql.count_plan("db", 'r"p', "m", 0, 10).startswith('SELECT count(*) FROM "db"."r\\"p"."m" WHERE ')
+    assert influxql.first_points("db", 'r"p', "m", 0, 10) == (
+        'SELECT * FROM "db"."r\\"p"."m" WHERE time >= 0 AND time < 10 GROUP BY "site_id" LIMIT 1')
     # DELETE takes no policy in InfluxQL (it reaches every one): the verdict guards it.
     assert influxql.delete_window(w).startswith('DELETE FROM "field1" WHERE ')
     assert w.part_key(0) == "field1__one_year/site_id=000001/date=2023-07-01/part-00000.parquet"

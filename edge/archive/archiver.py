@@ -127,8 +127,7 @@ def archive(
         count = 1 if store is not None else worker_count(settings.archive.workers if workers is None else workers)
         if count > 1 and not dry_run:  # the workers start while InfluxDB counts
             pool = WindowPool(settings, delete, scope, count)
-        # The plan is InfluxDB's count(*) of the whole range: split over at least two
-        # queries at once, it does not wait on one of InfluxDB's cores.
+        # The plan: a query per day, in at least two runs of days at once.
         windows = _planned_windows(work, start_ns, end_ns, summary, dry_run, split, max(2, count),
                                    set(sites or ()))
         _report_nodes(source, summary, log)
@@ -202,7 +201,7 @@ def _window_results(work: WindowWork, windows: list[Window], pool: WindowPool | 
     """``(window, index, summary, error, pid, peak RSS)`` per window as they finish:
     in this process, or over the pool's processes."""
     if pool is not None and len(windows) > 1:
-        yield from pool.results(windows, work.planned)
+        yield from pool.results(windows)
         return
     for w in windows:
         part = ArchiveSummary()

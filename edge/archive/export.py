@@ -155,37 +155,39 @@ class InfluxArchiveSource:
                 return int(v[0])
         return None
 
-    def plan_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int]]:
-        """``(site_id, day_start_ns, values)`` for every site-day holding points."""
-        return [(site, day, sum(counts.values()))
-                for site, day, counts in self.plan_field_counts(policy, measurement, start_ns, end_ns)]
+    def plan_days(self, policy: str, measurement: str, start_ns: int, end_ns: int,
+                  parts: int = 1) -> list[tuple[str, int]]:
+        """``(site_id, day_start_ns)`` of every site-day holding points: a query per
+        day for the first point of each site (``influxql.first_points``), in ``parts``
+        runs of consecutive days at once."""
+        days = max(0, -(-(end_ns - start_ns) // NS_PER_DAY))
+        runs = max(1, min(parts, days))
+        cuts = [start_ns + NS_PER_DAY * (days * k // runs) for k in range(runs)] + [end_ns]
+        if runs == 1:
+            return self._plan_run(policy, measurement, start_ns, end_ns)
+        with ThreadPoolExecutor(runs) as pool:
+            found = pool.map(lambda k: self._run_apart(policy, measurement, cuts[k], cuts[k + 1]), range(runs))
+            return [row for rows in found for row in rows]
 
-    def plan_field_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int,
-                          parts: int = 1) -> list[tuple[str, int, dict[str, int]]]:
-        """``(site_id, day_start_ns, values per field)`` for every site-day holding
-        points: each window's ``window_counts`` as of the plan, in one query, or in
-        ``parts`` queries over consecutive days at once (a count(*) costs InfluxDB
-        about 0.6x the read it counts, on one core; split, it uses several)."""
-        days = (end_ns - start_ns) // NS_PER_DAY
-        if parts > 1 and days > 1:
-            cuts = [start_ns + NS_PER_DAY * (days * k // min(parts, days)) for k in range(min(parts, days))] + [end_ns]
-            with ThreadPoolExecutor(len(cuts) - 1) as pool:
-                found = pool.map(lambda k: self._plan_part(policy, measurement, cuts[k], cuts[k + 1]),
-                                 range(len(cuts) - 1))
-                return [row for rows in found for row in rows]
-        out = []
-        for s in self._rows(influxql.count_plan(self.database, policy, measurement, start_ns, end_ns)):
-            site = (s.get("tags") or {}).get("site_id", "")
-            for v in s["values"]:
-                out.append((site, int(v[0]), _field_counts(s["columns"], v)))
-        return out
-
-    def _plan_part(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list:
+    def _run_apart(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int]]:
         source = InfluxArchiveSource(self.settings)  # its own connection, for its thread
         try:
-            return source.plan_field_counts(policy, measurement, start_ns, end_ns)
+            return source._plan_run(policy, measurement, start_ns, end_ns)
         finally:
             source.close()
+
+    def _plan_run(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int]]:
+        out = []
+        for day in range(start_ns, end_ns, NS_PER_DAY):
+            statement = influxql.first_points(self.database, policy, measurement, day, min(day + NS_PER_DAY, end_ns))
+            for s in self._rows(statement):
+                if s.get("values"):
+                    out.append(((s.get("tags") or {}).get("site_id", ""), day))
+        return out
+
+    def counter(self) -> InfluxArchiveSource:
+        """Another source on its own connection: to count a window while this one exports it."""
+        return InfluxArchiveSource(self.settings)
 
     def window_counts(self, window: Window, policy: str | None = None) -> dict[str, int]:
         """Values per field in the window (``count(*)``), fields with none left out;

@@ -46,10 +46,11 @@ def delete_window(window: Window) -> str:
     return f"DELETE FROM {quote_ident(window.measurement)} WHERE {window_condition(window)}"
 
 
-def count_plan(database: str, retention_policy: str, measurement: str, start_ns: int, end_ns: int) -> str:
-    """Values per field per site per UTC day: the plan, in one query."""
+def first_points(database: str, retention_policy: str, measurement: str, start_ns: int, end_ns: int) -> str:
+    """The first point of every site in [start, end): one day, the plan of its
+    windows. Reads a block per series, where ``count(*)`` would read every value."""
     return (
-        f"SELECT count(*) FROM {qualified(database, retention_policy, measurement)}"
+        f"SELECT * FROM {qualified(database, retention_policy, measurement)}"
         f" WHERE time >= {start_ns} AND time < {end_ns}"
-        f" GROUP BY time(1d), {quote_ident('site_id')} fill(none)"
+        f" GROUP BY {quote_ident('site_id')} LIMIT 1"
     )

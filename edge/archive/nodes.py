@@ -136,23 +136,23 @@ class NodeArchiveSource:
         found = [t for t in self._ask(lambda s: s.first_time_ns(policy, measurement)).values() if t is not None]
         return min(found) if found else None
 
-    def plan_field_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int,
-                          parts: int = 1) -> list[tuple[str, int, dict[str, int]]]:
+    def plan_days(self, policy: str, measurement: str, start_ns: int, end_ns: int,
+                  parts: int = 1) -> list[tuple[str, int]]:
         """Every node's site-days that the node holds by the map (or all, ``only``);
         ``parts``: queries at once on each node (``InfluxArchiveSource``)."""
         out = []
-        answers = self._ask(lambda s: s.plan_field_counts(policy, measurement, start_ns, end_ns, parts))
+        answers = self._ask(lambda s: s.plan_days(policy, measurement, start_ns, end_ns, parts))
         for node, rows in answers.items():
-            for site, day, counts in rows:
+            for site, day in rows:
                 if self.node_of(site) == node:
-                    out.append((site, day, counts))
-                elif counts:
+                    out.append((site, day))
+                else:
                     self.strays.setdefault((node, site), set()).add(day_of_ns(day))
         return out
 
-    def plan_counts(self, policy: str, measurement: str, start_ns: int, end_ns: int) -> list[tuple[str, int, int]]:
-        return [(site, day, sum(counts.values()))
-                for site, day, counts in self.plan_field_counts(policy, measurement, start_ns, end_ns)]
+    def counter(self) -> NodeArchiveSource:
+        """Another source on connections of its own: to count a window while this one exports it."""
+        return NodeArchiveSource(self.settings, self.only)
 
     # -------------------------------------------------------------- one window, on its node
 

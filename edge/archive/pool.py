@@ -69,13 +69,12 @@ def _start(parent: int, values: dict, delete: bool, scope: Scope) -> None:
     _work = WindowWork(settings, NodeArchiveSource(settings.influxdb, scope.node), target, local, delete, log, scope)
 
 
-def _one(window: Window, counts: dict[str, int] | None = None):
-    """One window in this worker (``counts``: the plan's): (index to delete or None,
-    its summary, the error or None, pid, peak RSS bytes)."""
+def _one(window: Window):
+    """One window in this worker: (index to delete or None, its summary, the error or None, pid, peak RSS bytes)."""
     summary = ArchiveSummary()
     index, error = None, None
     try:
-        index = _work.archive_window(window, summary, counts)
+        index = _work.archive_window(window, summary)
     except Exception as exc:  # the parent decides what it stops
         error = exc if _picklable(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -114,18 +113,17 @@ class WindowPool:
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    def results(self, windows: list[Window], planned: dict[Window, dict[str, int]] | None = None):
-        """Yield ``(window, index, summary, error, pid, peak RSS)`` as windows finish
-        (``planned``: the plan's counts per window); the caller may stop early
-        (``close()`` the generator): windows not started are not started."""
-        planned = planned or {}
+    def results(self, windows: list[Window]):
+        """Yield ``(window, index, summary, error, pid, peak RSS)`` as windows finish;
+        the caller may stop early (``close()`` the generator): windows not started
+        are not started."""
         pending = {}
         queue = list(reversed(windows))
         try:
             while queue or pending:
                 while queue and len(pending) < 2 * self.workers:  # a short queue: a stop stops soon
                     w = queue.pop()
-                    pending[self.executor.submit(_one, w, planned.get(w))] = w
+                    pending[self.executor.submit(_one, w)] = w
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     w = pending.pop(future)

@@ -123,12 +123,3 @@ def archive_range(
 
 def _iso_day(ns: int) -> str:
     return day_of_ns(ns).isoformat()
-
-
-def windows_from_counts(
-    measurement: str, rows: list[tuple[str, int, int]], retention_policy: str = "", table: str = ""
-) -> list[Window]:
-    """Windows from ``(site_id, bucket_start_ns, values)`` rows of the plan query."""
-    return sorted(
-        {Window(measurement, day_of_ns(ts), site, retention_policy, table) for site, ts, n in rows if n > 0}
-    )
