@@ -48,8 +48,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.harness import ROOT, quiet_log, timed
-
+# Not bench.harness here: the pool's spawned workers import this module again (as
+# __mp_main__), and the harness would cost each of them ~0.2 s of imports that the
+# ``edge archive`` command's workers never pay.
+ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data" / "field6-evcharger-service1.parquet"
 TAGS = "device=EV\\ Charger\\ 1,service_id=1,site_id=000001"
 
@@ -181,6 +183,7 @@ def delete_times(sites: int) -> dict:
 
 def child(db: str, start: str, end: str, out_dir: str, workers: str = "1") -> None:
     """One archive run; prints its summary and this process's peak RSS as JSON."""
+    from bench.harness import quiet_log, timed
     from edge.archive import parquet_file
     from edge.archive.archiver import archive
     from edge.config.settings import ArchiveOptions, ArchiveSettings, InfluxSettings, S3Settings
