@@ -57,11 +57,28 @@ def exported_metrics() -> set[str]:
     return {n for n in names if n.startswith("edge_")}
 
 
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "edge.yaml"
+_VARIABLE = re.compile(r"^\$\{(\w+)\}$")
+
+
 @pytest.fixture(scope="module")
 def datasources() -> dict[str, str]:
-    provisioned = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "edge.yaml").read_text())
+    provisioned = yaml.safe_load(DATASOURCES.read_text())
     assert provisioned["apiVersion"] == 1
     return {ds["uid"]: ds["type"] for ds in provisioned["datasources"]}
+
+
+def _example_node_datasource() -> dict:
+    """The commented data source of a second InfluxDB node, as an operator uncomments it."""
+    lines = DATASOURCES.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  # - name: Microgrid InfluxDB "))
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #"):
+            break
+        block.append(line.replace("  # ", "  ", 1).replace("  #", "", 1))
+    (example,) = yaml.safe_load("\n".join(block))
+    return example
 
 
 def _panels(dashboard: dict) -> list[dict]:
@@ -94,9 +111,17 @@ def test_dashboard_loads_and_its_datasources_resolve(path, datasources):
     assert dashboard["uid"] and dashboard["title"] and _panels(dashboard)
     ids = [p["id"] for p in _panels(dashboard)]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
+    variables = {v["name"]: v for v in dashboard.get("templating", {}).get("list", [])}
     for where, ref in _datasource_refs(dashboard):
-        assert isinstance(ref, dict) and ref.get("uid") in datasources, f"{path.name}: {where}: {ref}"
-        assert ref.get("type") == datasources[ref["uid"]], f"{path.name}: {where}: type {ref}"
+        assert isinstance(ref, dict), f"{path.name}: {where}: {ref}"
+        uid = ref.get("uid")
+        chosen = _VARIABLE.match(uid or "")
+        if chosen:  # a data source variable: of this type, its default one provisioned
+            var = variables.get(chosen.group(1))
+            assert var and var["type"] == "datasource" and var["query"] == ref.get("type"), f"{path.name}: {where}"
+            uid = var["current"]["value"]
+        assert uid in datasources, f"{path.name}: {where}: {ref}"
+        assert ref.get("type") == datasources[uid], f"{path.name}: {where}: type {ref}"
     for panel in _panels(dashboard):
         assert panel.get("targets"), f"{path.name}: {panel['title']} has no query"
 
@@ -121,6 +146,8 @@ def test_every_influxql_query_names_a_measurement_field_and_tag_of_the_data_mode
                 assert {"site_id", "service_id"} <= tags, f"{panel['title']}: per site and service"
                 checked += 1
     for var in dashboard["templating"]["list"]:
+        if var["type"] == "datasource":  # the node variable: checked by its own test
+            continue
         measurement, key = _SHOW_TAG.search(var["query"]).groups()
         assert any(key in m["tags"] for name, m in data_model.items() if measurement in (None, name)), var
     # The panels the operators asked for are there.
@@ -163,3 +190,25 @@ def test_site_status_shows_last_seen_per_site_as_the_site_silent_alert_measures_
     assert target["expr"].replace('{instance=~"$instance"}', "") == silent["expr"].rsplit(" > ", 1)[0]
     red = [s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"] if s["color"] == "red"]
     assert red == [float(silent["expr"].rsplit(" > ", 1)[1])]
+
+
+def test_the_influxdb_node_is_picked_by_a_variable_over_every_nodes_data_source():
+    """Several InfluxDB nodes: every InfluxQL panel and variable reads the data
+    source of the "node" variable; it lists the provisioned node and each one
+    added as the provisioning file's commented example says (and no other)."""
+    dashboard = json.loads((GRAFANA / "dashboards" / "microgrid.json").read_text())
+    refs = list(_datasource_refs(dashboard))
+    assert refs and all(ref == {"type": "influxdb", "uid": "${node}"} for _where, ref in refs), refs
+    node = next(v for v in dashboard["templating"]["list"] if v["name"] == "node")
+    assert dashboard["templating"]["list"][0] is node  # before the variables that read through it
+    assert (node["type"], node["query"], node["multi"], node["includeAll"]) == ("datasource", "influxdb", False, False)
+    picks = re.compile(node["regex"].strip("/"))
+    provisioned = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    influx = [ds for ds in provisioned if ds["type"] == "influxdb"]
+    assert [ds["uid"] for ds in influx] == [node["current"]["value"]] and picks.search(influx[0]["name"])
+    example = _example_node_datasource()
+    assert example["type"] == "influxdb" and picks.search(example["name"])
+    assert example["uid"] not in {ds["uid"] for ds in provisioned}
+    assert {k: v for k, v in example.items() if k not in ("name", "uid", "url")} == \
+        {k: v for k, v in influx[0].items() if k not in ("name", "uid", "url")}
+    assert not picks.search("Edge Prometheus")
