@@ -227,3 +227,45 @@ def test_schema_that_differs_between_nodes_is_merged_and_reported(two_nodes, tmp
     table = pq.read_table(next((tmp_path / "archive" / other / "site_id=000002").rglob("*.parquet")))
     assert table.column("power").type == "double" and table.column("power").to_pylist() == [float(i) for i in range(10)]
     assert table.column("phase").to_pylist() == ["a"] * 10
+
+
+def test_moving_a_site_between_nodes_as_docs_scaling_says(two_nodes, tmp_path):
+    """docs/scaling.md, "Moving a site between nodes": 000003 from the default node
+    to node2, on 2024-06-02 at noon (the day before is complete, that day is not)."""
+    first, second, db = two_nodes
+    site, day1 = "000003", "2024-06-01"
+    root = tmp_path / "archive"
+    old = _map(first, second, db, directory=str(root))
+    new = old.model_copy(update={"influxdb": InfluxSettings(
+        url=first.url, database=db, site_map_version=2,
+        nodes={"node2": {"url": second.url, "sites": ["000002", "north-*", site]}})})
+    noon = datetime(2024, 6, 2, 12, tzinfo=UTC)
+    on_old = _count(first.url, db, site)
+    assert on_old == POINTS and _count(second.url, db, site) == 0
+
+    # 1. Its complete days archived, kept on the old node.
+    step1 = archive(old, older_than_days=0, sites=[site], keep=True, now=noon)
+    assert (step1.failed, step1.exported, step1.deleted) == (0, 1, 0)
+    # 2. Restored into the live database on the new node.
+    step2 = restore(old, None, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 2, tzinfo=UTC), db,
+                    sites={site}, into_live=True, into_node="node2")
+    assert dict(step2.points_by_node) == {"node2": POINTS // 2}
+    # 3. The map changes; the sink writes the site's new points to node2 (here, by hand).
+    after = [f"{M},device=d0,site_id={site} power=1.25,count=1i,run=true,note=\"after\" "
+             f"{(DAY1 + 86_400 + 50_000 + i) * 10**9}" for i in range(7)]
+    _write(second.url, db, after)
+    assert archive(new, older_than_days=0, sites=[site], keep=True, now=noon, dry_run=True).misplaced_sites == 1
+    # 4. The day of the switch complete: archived and deleted from the old node.
+    next_day = datetime(2024, 6, 3, 1, tzinfo=UTC)
+    step4 = archive(new, older_than_days=0, sites=[site], delete=True, node="default", now=next_day)
+    assert (step4.failed, step4.windows, step4.exported, step4.deleted) == (0, 2, 1, 2)
+    assert _count(first.url, db, site) == 0  # nothing of it left on the old node
+    assert _count(second.url, db, site) == POINTS // 2 + len(after)  # the new node: untouched by that
+    assert _count(first.url, db, "000001") == POINTS  # the old node's other sites: untouched
+    # The regular run: the switch day's new points join the part exported from the old node.
+    regular = archive(new, datetime(2024, 6, 2, tzinfo=UTC), datetime(2024, 6, 3, tzinfo=UTC), sites=[site],
+                      delete=True, now=next_day)
+    assert (regular.failed, regular.consolidated, regular.misplaced_sites) == (0, 1, 0)
+    files = sorted((root / M / f"site_id={site}" / "date=2024-06-02").glob("*.parquet"))
+    assert pq.read_table(files[-1]).num_rows == POINTS // 2 + len(after)
+    assert _count(second.url, db, site, day1) == POINTS // 2  # the restored day stays on the new node
