@@ -58,9 +58,6 @@ class NodeArchiveSource:
     def _for(self, window: Window) -> InfluxArchiveSource:
         return self.sources[self.node_of(window.site_id)]
 
-    def url(self, node: str) -> str:
-        return self.sources[node].settings.url
-
     # -------------------------------------------------------------- merged questions
 
     def _ask(self, question: Callable[[InfluxArchiveSource], object]) -> dict[str, object]:
