@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PING_TIMEOUT_S = 2.0
+PING_TIMEOUT_S = 5.0  # a node busy compacting or answering an export can be slow to /ping
 
 
 @dataclass
