@@ -41,6 +41,9 @@ class SinkBuffers:
         self.nbytes = 0
         self._writing: dict[int, tuple[int, int, int]] = {}  # id(lane) -> (lines, bytes, first offset) in a request
         self._rewinds: dict[int, int] = {}  # partition -> first offset let go past the bound
+        # partition -> offset of the first record taken since it was assigned: a
+        # position is reported only past it, once something was written.
+        self._start: dict[int, int] = {}
 
     # ------------------------------------------------------------ partitions
 
@@ -57,6 +60,7 @@ class SinkBuffers:
         for partition in partitions:
             self._rewinds.pop(partition, None)
             self._next.pop(partition, None)
+            self._start.pop(partition, None)
             for node, lane in self.by_partition.pop(partition, {}).items():
                 del self.lanes[node][partition]
                 lines, nbytes, _first = self._writing.pop(id(lane), (0, 0, 0))
@@ -93,7 +97,7 @@ class SinkBuffers:
                     lowest = first
             if lowest is None:
                 lowest = self._next[partition] if self.router else lanes[DEFAULT_NODE].next_offset
-            if lowest >= 0:
+            if lowest > self._start.get(partition, lowest):
                 out[partition] = lowest
         return out
 
@@ -121,6 +125,8 @@ class SinkBuffers:
             size = len(msg)
             if buf.oldest_at is None:
                 buf.oldest_at = now
+            if buf.next_offset < 0:
+                self._start[partition] = offset
             buf.records.append(msg)
             buf.nbytes += size
             buf.next_offset = offset + 1
@@ -151,6 +157,8 @@ class SinkBuffers:
             size = len(msg)
             if buf.oldest_at is None:
                 buf.oldest_at = now
+            if nexts[partition] < 0:
+                self._start[partition] = offset
             buf.records.append(msg)
             buf.nbytes += size
             buf.next_offset = nexts[partition] = offset + 1
